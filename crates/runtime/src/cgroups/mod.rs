@@ -73,6 +73,10 @@ impl CgroupManager {
     pub fn mounts(&self) -> Result<Vec<CgroupMount>> {
         unimplemented!()
     }
+    /// Signal every process in the cgroup (frozen first, so none can fork away).
+    pub fn kill_all(&self, _signal: i32) -> Result<()> {
+        unimplemented!()
+    }
     /// Remove every directory `create` made. Processes must be gone already.
     pub fn destroy(&self) -> Result<()> {
         unimplemented!()

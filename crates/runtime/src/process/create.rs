@@ -1,0 +1,447 @@
+//! `create`: the stages that build a container.
+//!
+//! parent (the runtime) ── fork ──▶ stage 1: joins and creates namespaces (the user
+//! namespace first, with id maps written by the parent), then forks ──▶ init: pid 1 of
+//! the new pid namespace; builds the rootfs, pivots, applies the process settings and
+//! waits on the exec fifo until `start`, then execs the workload.
+//! The stages report over a socketpair; any failure comes back to the parent as a
+//! message, and the parent undoes everything it made.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, ForkResult, Pid};
+use oci_spec::runtime::{ContainerProcessState, LinuxIdMapping, Spec};
+
+use super::finalize;
+use super::namespaces::Plan;
+use super::{exit_child, Started};
+use crate::cgroups::CgroupManager;
+use crate::console;
+use crate::error::{Error, Result};
+use crate::hooks;
+use crate::rootfs::{self, mounts::MountContext};
+use crate::seccomp::{self, SeccompProgram};
+use crate::spec::{validate_id, Bundle};
+use crate::state::{self, Record, Root, Status};
+use crate::sync::{channel_pair, Channel, Message};
+
+/// runc's per-command flags for create and run.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+    /// `run` in the foreground without a console socket keeps the pty master itself.
+    pub keep_pty: bool,
+}
+
+/// Create a container: on success its init waits for `start`.
+pub fn create(root: &Root, opts: &CreateOptions) -> Result<Started> {
+    validate_id(&opts.id)?;
+    let bundle = Bundle::load(&opts.bundle)?;
+    let process = bundle.spec.process().as_ref().ok_or_else(|| Error::InvalidConfig("process: missing".into()))?;
+    if process.terminal().unwrap_or(false) && opts.console_socket.is_none() && !opts.keep_pty {
+        return Err(Error::InvalidConfig(
+            "process.terminal is true: a --console-socket is needed to receive the terminal".into(),
+        ));
+    }
+    if !process.terminal().unwrap_or(false) && opts.console_socket.is_some() {
+        return Err(Error::InvalidConfig(
+            "--console-socket given but process.terminal is false".into(),
+        ));
+    }
+    let linux = bundle.spec.linux().as_ref().ok_or_else(|| Error::InvalidConfig("linux: missing".into()))?;
+    let plan = Plan::for_container(linux)?;
+    if !plan.has_mount {
+        return Err(Error::InvalidConfig(
+            "linux.namespaces: a mount namespace is required to set up the rootfs".into(),
+        ));
+    }
+    let prepared = finalize::prepare(process)?;
+    let seccomp = match linux.seccomp() {
+        Some(s) => Some(SeccompProgram::compile(s)?),
+        None => None,
+    };
+    drop(seccomp); // compiled again in the init: libseccomp contexts are not fork-safe to share
+    let cgroup = CgroupManager::new(linux.cgroups_path().as_deref(), &opts.id)?;
+
+    let dir = root.claim(&opts.id)?;
+    let mut undo = Undo { root, id: &opts.id, cgroup: None, pid: None };
+    cgroup.create(linux.resources().as_ref())?;
+    undo.cgroup = Some(cgroup.clone());
+    let started = build(&bundle, opts, &dir, &plan, &prepared, &cgroup, &mut undo)?;
+    let record = Record {
+        id: opts.id.clone(),
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        pid: started.pid,
+        pid_start: state::process_start_time(started.pid).ok_or_else(|| {
+            Error::Init("the container's init exited during create".into())
+        })?,
+        created: state::now_rfc3339(),
+        owner: String::new(),
+        cgroup,
+        config: bundle.spec.clone(),
+    };
+    root.save(&record)?;
+    if let Some(pid_file) = &opts.pid_file {
+        write_pid_file(pid_file, started.pid)?;
+    }
+    undo.disarm();
+    Ok(started)
+}
+
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let tmp = path.with_extension("polis-tmp");
+    std::fs::write(&tmp, pid.to_string()).map_err(|e| Error::io("write", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", path, e))
+}
+
+/// Undoes a half-made container when create fails at any point.
+struct Undo<'a> {
+    root: &'a Root,
+    id: &'a str,
+    cgroup: Option<CgroupManager>,
+    pid: Option<i32>,
+}
+
+impl Undo<'_> {
+    fn disarm(&mut self) {
+        self.cgroup = None;
+        self.pid = None;
+        self.id = "";
+    }
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if self.id.is_empty() {
+            return;
+        }
+        if let Some(pid) = self.pid {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = waitpid(Pid::from_raw(pid), None);
+        }
+        if let Some(cg) = &self.cgroup {
+            let _ = cg.kill_all(libc::SIGKILL);
+            let _ = cg.destroy();
+        }
+        let _ = self.root.remove(self.id);
+    }
+}
+
+fn build(
+    bundle: &Bundle,
+    opts: &CreateOptions,
+    dir: &Path,
+    plan: &Plan,
+    prepared: &finalize::Prepared,
+    cgroup: &CgroupManager,
+    undo: &mut Undo,
+) -> Result<Started> {
+    let fifo = state::exec_fifo(dir);
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
+        .map_err(|e| Error::sys(format!("mkfifo {}", fifo.display()), e))?;
+    let (parent, child) = channel_pair()?;
+    // The init is a grandchild: as a subreaper we get it back when stage 1 exits, so
+    // `run` can wait for it.
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    // SAFETY: the runtime is single-threaded here; the child only runs our own code
+    // and leaves through _exit.
+    let stage1 = match unsafe { fork() }.map_err(|e| Error::sys("fork", e))? {
+        ForkResult::Child => {
+            drop(parent);
+            if let Err(e) = stage1(bundle, opts, plan, prepared, &child, &fifo) {
+                let _ = child.send(&Message::Failed(e.to_string()));
+                exit_child(1);
+            }
+            exit_child(0);
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop(child);
+    undo.pid = Some(stage1.as_raw());
+    cgroup.add_process(stage1.as_raw())?;
+    parent.send(&Message::Go)?;
+    let spec = &bundle.spec;
+    let mut init_pid = None;
+    let mut pty_master = None;
+    loop {
+        let Some((msg, fd)) = parent.recv()? else {
+            return Err(Error::Init("container init exited before it was ready".into()));
+        };
+        match msg {
+            Message::MapIds => {
+                write_id_maps(stage1.as_raw(), spec)?;
+                parent.send(&Message::Ack)?;
+            }
+            Message::InitPid(pid) => {
+                let _ = waitpid(stage1, None);
+                init_pid = Some(pid);
+                undo.pid = Some(pid);
+            }
+            Message::RunCreateRuntimeHooks => {
+                let pid = init_pid.unwrap_or(0);
+                let json = creating_state(&opts.id, pid, bundle)?;
+                let h = spec.hooks().as_ref();
+                #[allow(deprecated)]
+                let prestart = h.and_then(|h| h.prestart().as_ref());
+                hooks::run_all(prestart, &json)?;
+                hooks::run_all(h.and_then(|h| h.create_runtime().as_ref()), &json)?;
+                parent.send(&Message::Ack)?;
+            }
+            Message::ConsoleMaster { slave } => {
+                let master = fd.ok_or_else(|| Error::Init("pty master missing".into()))?;
+                match &opts.console_socket {
+                    Some(sock) => console::send_to_socket(sock, &master, &slave)?,
+                    None => pty_master = Some(master),
+                }
+                parent.send(&Message::Ack)?;
+            }
+            Message::SeccompListener => {
+                let listener = fd.ok_or_else(|| Error::Init("seccomp listener missing".into()))?;
+                send_seccomp_listener(&opts.id, init_pid.unwrap_or(0), bundle, &listener)?;
+                parent.send(&Message::Ack)?;
+            }
+            Message::Ready => break,
+            Message::Failed(why) => return Err(Error::Init(why)),
+            other => return Err(Error::Init(format!("unexpected message {other:?}"))),
+        }
+    }
+    let pid = init_pid.ok_or_else(|| Error::Init("init pid never reported".into()))?;
+    Ok(Started { pid, pty_master })
+}
+
+fn creating_state(id: &str, pid: i32, bundle: &Bundle) -> Result<Vec<u8>> {
+    let state = state::OciState {
+        oci_version: "1.0.2".into(),
+        id: id.to_string(),
+        pid,
+        status: Status::Creating,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: state::now_rfc3339(),
+        owner: String::new(),
+        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+    };
+    serde_json::to_vec(&state).map_err(|e| Error::Init(format!("encode state: {e}")))
+}
+
+fn send_seccomp_listener(id: &str, pid: i32, bundle: &Bundle, listener: &OwnedFd) -> Result<()> {
+    let Some(sc) = bundle.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
+        return Err(Error::Init("seccomp listener without a seccomp config".into()));
+    };
+    let path = sc
+        .listener_path()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidConfig("linux.seccomp.listenerPath: missing".into()))?;
+    let state = serde_json::from_slice::<serde_json::Value>(&creating_state(id, pid, bundle)?)
+        .map_err(|e| Error::Init(e.to_string()))?;
+    let mut doc = serde_json::to_value(ContainerProcessState::default())
+        .map_err(|e| Error::Init(e.to_string()))?;
+    doc["ociVersion"] = "1.0.2".into();
+    doc["fds"] = serde_json::json!(["seccompFd"]);
+    doc["pid"] = pid.into();
+    doc["metadata"] = sc.listener_metadata().clone().unwrap_or_default().into();
+    doc["state"] = state;
+    let json = serde_json::to_vec(&doc).map_err(|e| Error::Init(e.to_string()))?;
+    seccomp::send_listener(path, &json, std::os::fd::AsFd::as_fd(listener))
+}
+
+fn map_text(maps: &[LinuxIdMapping]) -> String {
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}
+
+fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
+    let linux = spec.linux().as_ref().ok_or_else(|| Error::InvalidConfig("linux: missing".into()))?;
+    let uid = map_text(linux.uid_mappings().as_deref().unwrap_or_default());
+    let gid = map_text(linux.gid_mappings().as_deref().unwrap_or_default());
+    for (file, text) in [("uid_map", uid), ("gid_map", gid)] {
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, text.as_bytes()).map_err(|e| {
+            Error::io("write user namespace map", &path, e)
+        })?;
+    }
+    Ok(())
+}
+
+/// Stage 1: namespaces, then fork the init.
+fn stage1(
+    bundle: &Bundle,
+    opts: &CreateOptions,
+    plan: &Plan,
+    prepared: &finalize::Prepared,
+    ch: &Channel,
+    fifo: &Path,
+) -> Result<()> {
+    ch.expect("Go")?;
+    plan.join_all()?;
+    let linux = bundle.spec.linux().as_ref().ok_or_else(|| Error::InvalidConfig("linux: missing".into()))?;
+    if plan.new_user {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)
+            .map_err(|e| Error::sys("unshare user namespace", e))?;
+        ch.send(&Message::MapIds)?;
+        ch.expect("Ack")?;
+        let root_uid = nix::unistd::Uid::from_raw(0);
+        let root_gid = nix::unistd::Gid::from_raw(0);
+        nix::unistd::setresgid(root_gid, root_gid, root_gid).map_err(|e| Error::sys("setgid 0 in the user namespace", e))?;
+        nix::unistd::setresuid(root_uid, root_uid, root_uid).map_err(|e| Error::sys("setuid 0 in the user namespace", e))?;
+    }
+    nix::sched::unshare(plan.create).map_err(|e| Error::sys(format!("unshare {:?}", plan.create), e))?;
+    if plan.new_time {
+        write_time_offsets(linux)?;
+    }
+    // SAFETY: still single-threaded; the child runs only our code and ends in exec or _exit.
+    match unsafe { fork() }.map_err(|e| Error::sys("fork init", e))? {
+        ForkResult::Child => {
+            if let Err(e) = init(bundle, opts, plan, prepared, ch, fifo) {
+                let _ = ch.send(&Message::Failed(e.to_string()));
+                exit_child(1);
+            }
+            exit_child(0)
+        }
+        ForkResult::Parent { child } => {
+            ch.send(&Message::InitPid(child.as_raw()))?;
+            Ok(())
+        }
+    }
+}
+
+fn write_time_offsets(linux: &oci_spec::runtime::Linux) -> Result<()> {
+    let mut text = String::new();
+    for (clock, off) in linux.time_offsets().iter().flatten() {
+        if clock != "monotonic" && clock != "boottime" {
+            return Err(Error::InvalidConfig(format!("linux.timeOffsets: unknown clock {clock:?}")));
+        }
+        text.push_str(&format!("{clock} {} {}\n", off.secs().unwrap_or(0), off.nanosecs().unwrap_or(0)));
+    }
+    if text.is_empty() {
+        return Ok(());
+    }
+    std::fs::write("/proc/self/timens_offsets", text).map_err(|e| Error::io("write", "/proc/self/timens_offsets", e))
+}
+
+/// The container's init, up to the exec of the workload.
+fn init(
+    bundle: &Bundle,
+    opts: &CreateOptions,
+    plan: &Plan,
+    prepared: &finalize::Prepared,
+    ch: &Channel,
+    fifo: &Path,
+) -> Result<()> {
+    let spec = &bundle.spec;
+    let process = spec.process().as_ref().ok_or_else(|| Error::InvalidConfig("process: missing".into()))?;
+    let linux = spec.linux().as_ref().ok_or_else(|| Error::InvalidConfig("linux: missing".into()))?;
+    nix::unistd::setsid().map_err(|e| Error::sys("setsid", e))?;
+    // The die-with-parent signal is cleared: the init outlives the runtime.
+    if !opts.no_new_keyring {
+        join_session_keyring(&opts.id);
+    }
+    // The fifo is on the host: hold it now, open it for writing after the pivot.
+    let fifo_fd = nix::fcntl::open(fifo, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+        .map_err(|e| Error::sys(format!("open {}", fifo.display()), e))?;
+    let cgroup_mounts = match CgroupManager::new(linux.cgroups_path().as_deref(), &opts.id) {
+        Ok(cg) if spec.mounts().iter().flatten().any(|m| matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2"))) => cg.mounts()?,
+        _ => Vec::new(),
+    };
+    let ctx = MountContext {
+        bundle: &bundle.dir,
+        in_user_ns: plan.new_user || plan.join.iter().any(|(t, _)| *t == oci_spec::runtime::LinuxNamespaceType::User),
+        cgroup_ns: plan.new_cgroup || plan.join.iter().any(|(t, _)| *t == oci_spec::runtime::LinuxNamespaceType::Cgroup),
+        cgroup_mounts: &cgroup_mounts,
+    };
+    rootfs::prepare(spec, &bundle.rootfs, &ctx)?;
+    ch.send(&Message::RunCreateRuntimeHooks)?;
+    ch.expect("Ack")?;
+    let state = creating_state(&opts.id, nix::unistd::getpid().as_raw(), bundle)?;
+    hooks::run_all(spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()), &state)?;
+    rootfs::enter(&bundle.rootfs, opts.no_pivot)?;
+    if process.terminal().unwrap_or(false) {
+        let size = process.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16));
+        let pty = console::open_pty(size)?;
+        console::become_terminal(&pty)?;
+        ch.send_with_fd(&Message::ConsoleMaster { slave: pty.slave_path.clone() }, Some(pty.master.as_raw_fd()))?;
+        ch.expect("Ack")?;
+    }
+    rootfs::finish(spec)?;
+    rootfs::set_names(spec)?;
+    finalize::apply_limits(process, prepared)?;
+    let env = finalize::environment(process);
+    let cwd = process.cwd();
+    nix::unistd::chdir(cwd).map_err(|e| Error::sys(format!("chdir to cwd {}", cwd.display()), e))?;
+    let program = finalize::find_executable(process, &env)?;
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    let mut seccomp = match linux.seccomp() {
+        Some(s) => Some(SeccompProgram::compile(s)?),
+        None => None,
+    };
+    // Without no_new_privs the filter must go in while we still hold CAP_SYS_ADMIN; a
+    // notify listener must reach the parent before we report ready.
+    if let Some(sc) = seccomp.take_if(|s| !nnp || s.needs_listener()) {
+        load_seccomp(sc, ch)?;
+    }
+    let setgroups = !plan.new_user || std::fs::read_to_string("/proc/self/setgroups").map(|s| s.trim() == "allow").unwrap_or(true);
+    finalize::switch_user(process, prepared, setgroups)?;
+    finalize::set_no_new_privs(process)?;
+    finalize::cloexec_from(3 + opts.preserve_fds)?;
+    ch.send(&Message::Ready)?;
+    // Nobody listens on the channel any more: later failures go to the container's stderr.
+    if let Err(e) = after_ready(bundle, opts, process, fifo_fd, seccomp, &program, &env) {
+        eprintln!("polis: {e}");
+        exit_child(127);
+    }
+    Ok(())
+}
+
+fn after_ready(
+    bundle: &Bundle,
+    opts: &CreateOptions,
+    process: &oci_spec::runtime::Process,
+    fifo_fd: OwnedFd,
+    seccomp: Option<SeccompProgram>,
+    program: &Path,
+    env: &[String],
+) -> Result<()> {
+    let spec = &bundle.spec;
+    // Wait for `start`: opening the fifo for writing blocks until it opens it for reading.
+    let path = format!("/proc/self/fd/{}", fifo_fd.as_raw_fd());
+    let writer = nix::fcntl::open(path.as_str(), nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+        .map_err(|e| Error::sys("open exec fifo", e))?;
+    nix::unistd::write(&writer, b"0").map_err(|e| Error::sys("write exec fifo", e))?;
+    drop(writer);
+    drop(fifo_fd);
+    let running = creating_state(&opts.id, nix::unistd::getpid().as_raw(), bundle)?;
+    hooks::run_all(spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()), &running)?;
+    if let Some(sc) = seccomp {
+        sc.load()?;
+    }
+    Err(finalize::exec(program, process, env))
+}
+
+/// Load the filter; hand a notify listener to the parent, which passes it on.
+pub(crate) fn load_seccomp(sc: SeccompProgram, ch: &Channel) -> Result<()> {
+    if let Some(listener) = sc.load()? {
+        ch.send_with_fd(&Message::SeccompListener, Some(listener.as_raw_fd()))?;
+        ch.expect("Ack")?;
+    }
+    Ok(())
+}
+
+/// A fresh session keyring per container, so containers do not share the host's keys.
+fn join_session_keyring(id: &str) {
+    let name = std::ffi::CString::new(format!("_ses.{id}")).unwrap_or_default();
+    // SAFETY: keyctl(KEYCTL_JOIN_SESSION_KEYRING, name): a valid C string, read only.
+    // Failure (e.g. keyrings disabled) is harmless, as with runc.
+    unsafe { libc::syscall(libc::SYS_keyctl, 1, name.as_ptr()) };
+}

@@ -1,0 +1,186 @@
+//! `exec`: a new process in a running container. It joins the init's namespaces and
+//! cgroup, then goes through the same finishing steps as the init.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, ForkResult};
+use oci_spec::runtime::Process;
+
+use super::create::{load_seccomp, write_pid_file};
+use super::finalize;
+use super::namespaces::Plan;
+use super::{exit_child, Started};
+use crate::console;
+use crate::error::{Error, Result};
+use crate::seccomp::SeccompProgram;
+use crate::state::{Record, Root, Status};
+use crate::sync::{channel_pair, Channel, Message};
+
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: u32,
+    /// Keep the pty master (foreground exec with a terminal and no console socket).
+    pub keep_pty: bool,
+}
+
+/// Start `process` in the container; returns once it is running (the caller may wait).
+pub fn exec(root: &Root, id: &str, process: &Process, opts: &ExecOptions) -> Result<Started> {
+    let record = root.load(id)?;
+    match record.status(root) {
+        Status::Running | Status::Created => {}
+        other => {
+            return Err(Error::BadState {
+                id: id.to_string(),
+                state: other.to_string(),
+                action: "exec",
+                wanted: "running",
+            })
+        }
+    }
+    let terminal = process.terminal().unwrap_or(false);
+    if terminal && opts.console_socket.is_none() && !opts.keep_pty {
+        return Err(Error::InvalidConfig(
+            "process.terminal is true: a --console-socket is needed to receive the terminal".into(),
+        ));
+    }
+    crate::spec::validate_process(process)?;
+    let prepared = finalize::prepare(process)?;
+    let plan = Plan::for_exec(record.pid)?;
+    let (parent, child) = channel_pair()?;
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    // SAFETY: single-threaded; the child only runs our code and ends in exec or _exit.
+    let stage1 = match unsafe { fork() }.map_err(|e| Error::sys("fork", e))? {
+        ForkResult::Child => {
+            drop(parent);
+            if let Err(e) = stage1(&record, process, &plan, &prepared, &child, opts) {
+                let _ = child.send(&Message::Failed(e.to_string()));
+                exit_child(1);
+            }
+            exit_child(0);
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop(child);
+    let kill_stage1 = |e: Error| {
+        let _ = nix::sys::signal::kill(stage1, nix::sys::signal::Signal::SIGKILL);
+        let _ = waitpid(stage1, None);
+        e
+    };
+    record.cgroup.add_process(stage1.as_raw()).map_err(kill_stage1)?;
+    parent.send(&Message::Go)?;
+    let mut pid = None;
+    let mut pty_master = None;
+    loop {
+        let Some((msg, fd)) = parent.recv()? else {
+            return Err(Error::Init("exec process exited before it was ready".into()));
+        };
+        match msg {
+            Message::InitPid(p) => {
+                let _ = waitpid(stage1, None);
+                pid = Some(p);
+            }
+            Message::ConsoleMaster { slave } => {
+                let master: OwnedFd = fd.ok_or_else(|| Error::Init("pty master missing".into()))?;
+                match &opts.console_socket {
+                    Some(sock) => console::send_to_socket(sock, &master, &slave)?,
+                    None => pty_master = Some(master),
+                }
+                parent.send(&Message::Ack)?;
+            }
+            Message::SeccompListener => {
+                // The listener of an exec'd process goes nowhere: the agent has the init's.
+                parent.send(&Message::Ack)?;
+            }
+            Message::Ready => break,
+            Message::Failed(why) => {
+                if let Some(p) = pid {
+                    let _ = waitpid(nix::unistd::Pid::from_raw(p), None);
+                }
+                return Err(Error::Init(why));
+            }
+            other => return Err(Error::Init(format!("unexpected message {other:?}"))),
+        }
+    }
+    let pid = pid.ok_or_else(|| Error::Init("exec pid never reported".into()))?;
+    if let Some(f) = &opts.pid_file {
+        write_pid_file(f, pid)?;
+    }
+    Ok(Started { pid, pty_master })
+}
+
+fn stage1(
+    record: &Record,
+    process: &Process,
+    plan: &Plan,
+    prepared: &finalize::Prepared,
+    ch: &Channel,
+    opts: &ExecOptions,
+) -> Result<()> {
+    ch.expect("Go")?;
+    plan.join_all()?;
+    // SAFETY: single-threaded; the child only runs our code and ends in exec or _exit.
+    match unsafe { fork() }.map_err(|e| Error::sys("fork", e))? {
+        ForkResult::Child => {
+            if let Err(e) = run(record, process, prepared, ch, opts) {
+                let _ = ch.send(&Message::Failed(e.to_string()));
+                exit_child(1);
+            }
+            exit_child(0)
+        }
+        ForkResult::Parent { child } => {
+            ch.send(&Message::InitPid(child.as_raw()))?;
+            Ok(())
+        }
+    }
+}
+
+fn run(
+    record: &Record,
+    process: &Process,
+    prepared: &finalize::Prepared,
+    ch: &Channel,
+    opts: &ExecOptions,
+) -> Result<()> {
+    nix::unistd::setsid().map_err(|e| Error::sys("setsid", e))?;
+    if process.terminal().unwrap_or(false) {
+        let size = process.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16));
+        let pty = console::open_pty(size)?;
+        console::attach_stdio(&pty.slave_path)?;
+        ch.send_with_fd(&Message::ConsoleMaster { slave: pty.slave_path.clone() }, Some(pty.master.as_raw_fd()))?;
+        ch.expect("Ack")?;
+    }
+    finalize::apply_limits(process, prepared)?;
+    let env = finalize::environment(process);
+    let cwd = process.cwd();
+    nix::unistd::chdir(cwd).map_err(|e| Error::sys(format!("chdir to cwd {}", cwd.display()), e))?;
+    let program = finalize::find_executable(process, &env)?;
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    let mut seccomp = match record.config.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => Some(SeccompProgram::compile(s)?),
+        None => None,
+    };
+    if let Some(sc) = seccomp.take_if(|s| !nnp || s.needs_listener()) {
+        load_seccomp(sc, ch)?;
+    }
+    let in_user_ns = record
+        .config
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|n| n.iter().any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User));
+    let setgroups = !in_user_ns
+        || std::fs::read_to_string("/proc/self/setgroups").map(|s| s.trim() == "allow").unwrap_or(true);
+    finalize::switch_user(process, prepared, setgroups)?;
+    finalize::set_no_new_privs(process)?;
+    finalize::cloexec_from(3 + opts.preserve_fds)?;
+    if let Some(sc) = seccomp {
+        sc.load()?;
+    }
+    ch.send(&Message::Ready)?;
+    Err(finalize::exec(&program, process, &env))
+}

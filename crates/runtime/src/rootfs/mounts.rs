@@ -1,0 +1,392 @@
+//! The config's `mounts`, performed inside the rootfs: options parsed as mount(8) and
+//! runc do, bind mounts remounted for their flags, propagation applied last.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, MsFlags};
+use oci_spec::runtime::Mount;
+
+use super::safe_path::{fd_path, RootDir};
+use crate::cgroups::CgroupMount;
+use crate::error::{Error, Result};
+
+/// Mount options split into what mount(2) takes.
+#[derive(Debug, PartialEq)]
+pub struct MountOptions {
+    pub flags: MsFlags,
+    /// Flags explicitly turned off (`rw`, `suid`, …): these must not be inherited on remount.
+    pub cleared: MsFlags,
+    pub propagation: Vec<MsFlags>,
+    /// Everything else, for the filesystem (`size=64m`, `mode=755`).
+    pub data: Vec<String>,
+}
+
+impl MountOptions {
+    pub fn parse(options: &[String]) -> Result<Self> {
+        let mut o = MountOptions {
+            flags: MsFlags::empty(),
+            cleared: MsFlags::empty(),
+            propagation: Vec::new(),
+            data: Vec::new(),
+        };
+        for opt in options {
+            let (set, clear): (MsFlags, MsFlags) = match opt.as_str() {
+                "defaults" => (MsFlags::empty(), MsFlags::empty()),
+                "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
+                "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
+                "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
+                "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
+                "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
+                "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
+                "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
+                "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
+                "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+                "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
+                "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
+                "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty()),
+                "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
+                "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK),
+                "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
+                "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
+                "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
+                "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
+                "bind" => (MsFlags::MS_BIND, MsFlags::empty()),
+                "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty()),
+                "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
+                "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
+                "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
+                "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
+                "silent" => (MsFlags::MS_SILENT, MsFlags::empty()),
+                "loud" => (MsFlags::empty(), MsFlags::MS_SILENT),
+                "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave"
+                | "unbindable" | "runbindable" => {
+                    o.propagation.push(propagation_flag(opt)?);
+                    continue;
+                }
+                "tmpcopyup" | "idmap" | "ridmap" | "rro" | "rrw" | "rnosuid" | "rsuid"
+                | "rnodev" | "rdev" | "rnoexec" | "rexec" | "rnoatime" | "ratime" => {
+                    return Err(Error::Unsupported(format!(
+                        "mount option {opt:?} is not supported"
+                    )))
+                }
+                _ => {
+                    o.data.push(opt.clone());
+                    continue;
+                }
+            };
+            o.flags.insert(set);
+            o.flags.remove(clear);
+            o.cleared.insert(clear);
+        }
+        Ok(o)
+    }
+
+    fn is_bind(&self) -> bool {
+        self.flags.contains(MsFlags::MS_BIND)
+    }
+}
+
+/// The propagation flag for a `rootfsPropagation` or mount option value.
+pub fn propagation_flag(name: &str) -> Result<MsFlags> {
+    Ok(match name {
+        "private" => MsFlags::MS_PRIVATE,
+        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        "shared" => MsFlags::MS_SHARED,
+        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        "slave" => MsFlags::MS_SLAVE,
+        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+        other => {
+            return Err(Error::InvalidConfig(format!(
+                "unknown propagation {other:?}"
+            )))
+        }
+    })
+}
+
+/// What mounts need to know about the container being built.
+pub struct MountContext<'a> {
+    pub bundle: &'a Path,
+    pub in_user_ns: bool,
+    pub cgroup_ns: bool,
+    pub cgroup_mounts: &'a [CgroupMount],
+}
+
+fn sys_mount(
+    source: Option<&str>,
+    target: &str,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+    what: &Path,
+) -> Result<()> {
+    mount(source, target, fstype, flags, data).map_err(|e| {
+        Error::sys(
+            format!(
+                "mount {} on {} (type {}, flags {:?}, data {:?})",
+                source.unwrap_or("none"),
+                what.display(),
+                fstype.unwrap_or("none"),
+                flags,
+                data.unwrap_or("")
+            ),
+            e,
+        )
+    })
+}
+
+/// Flags the kernel locks on a mount made in another user namespace: a remount that
+/// dropped them would fail with EPERM.
+fn locked_flags(path: &str) -> MsFlags {
+    let Ok(st) = nix::sys::statvfs::statvfs(path) else {
+        return MsFlags::empty();
+    };
+    use nix::sys::statvfs::FsFlags;
+    let f = st.flags();
+    let mut out = MsFlags::empty();
+    for (fs, ms) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if f.contains(fs) {
+            out.insert(ms);
+        }
+    }
+    out
+}
+
+/// Remount a bind mount with `flags` (plus whatever the kernel locked on it).
+pub fn remount_bind(target: &str, flags: MsFlags, what: &Path) -> Result<()> {
+    let flags = flags & !(MsFlags::MS_REC | MsFlags::MS_REMOUNT | MsFlags::MS_BIND);
+    let first = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags;
+    sys_mount(None, target, None, first, None, what)
+        .or_else(|_| sys_mount(None, target, None, first | locked_flags(target), None, what))
+}
+
+/// Perform one entry of the config's `mounts` inside `root`.
+pub fn mount_entry(root: &RootDir, m: &Mount, ctx: &MountContext) -> Result<()> {
+    let opts = MountOptions::parse(m.options().as_deref().unwrap_or_default())?;
+    let fstype = m.typ().as_deref().unwrap_or("");
+    let dest = m.destination();
+    if fstype == "cgroup" || fstype == "cgroup2" && !ctx.cgroup_ns {
+        return mount_cgroups(root, m, &opts, ctx);
+    }
+    if opts.is_bind() || fstype == "bind" {
+        return mount_bind(root, m, &opts, ctx);
+    }
+    let target = root.mkdir_all(dest)?;
+    let data = opts.data.join(",");
+    let data = (!data.is_empty()).then_some(data.as_str());
+    let source = m
+        .source()
+        .as_ref()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| fstype.to_string());
+    let result = sys_mount(
+        Some(&source),
+        &fd_path(&target),
+        Some(fstype),
+        opts.flags,
+        data,
+        &root.path().join(relative(dest)),
+    );
+    match result {
+        // sysfs cannot be mounted in a user namespace that does not own the network
+        // namespace: show the host's, read-only, as runc does.
+        Err(_) if fstype == "sysfs" && ctx.in_user_ns => {
+            sys_mount(
+                Some("/sys"),
+                &fd_path(&target),
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+                dest,
+            )?;
+            let again = root.resolve(dest).map_err(|e| Error::sys("reopen /sys", e))?;
+            remount_bind(&fd_path(&again), opts.flags | MsFlags::MS_RDONLY, dest)?;
+        }
+        // mqueue likewise needs an ipc namespace owned by the user namespace.
+        Err(_) if fstype == "mqueue" && ctx.in_user_ns => {
+            sys_mount(
+                Some("/dev/mqueue"),
+                &fd_path(&target),
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+                dest,
+            )?;
+        }
+        other => other?,
+    }
+    apply_propagation(root, dest, &opts)
+}
+
+fn relative(p: &Path) -> PathBuf {
+    p.strip_prefix("/").unwrap_or(p).to_path_buf()
+}
+
+fn apply_propagation(root: &RootDir, dest: &Path, opts: &MountOptions) -> Result<()> {
+    if opts.propagation.is_empty() {
+        return Ok(());
+    }
+    let target = root
+        .resolve(dest)
+        .map_err(|e| Error::sys(format!("reopen {}", dest.display()), e))?;
+    for flag in &opts.propagation {
+        sys_mount(None, &fd_path(&target), None, *flag, None, dest)?;
+    }
+    Ok(())
+}
+
+fn mount_bind(root: &RootDir, m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()> {
+    let source = m
+        .source()
+        .as_ref()
+        .ok_or_else(|| {
+            Error::InvalidConfig(format!(
+                "mount on {}: bind mount without a source",
+                m.destination().display()
+            ))
+        })?;
+    let source = if source.is_absolute() {
+        source.clone()
+    } else {
+        ctx.bundle.join(source)
+    };
+    let meta = std::fs::metadata(&source).map_err(|e| Error::io("bind mount source", &source, e))?;
+    let target: OwnedFd = if meta.is_dir() {
+        root.mkdir_all(m.destination())?
+    } else {
+        root.create_file(m.destination())?
+    };
+    let dest = m.destination();
+    let src = source.to_string_lossy();
+    sys_mount(
+        Some(&src),
+        &fd_path(&target),
+        None,
+        MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC),
+        None,
+        dest,
+    )?;
+    let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+    if !extra.is_empty() {
+        let again = root
+            .resolve(dest)
+            .map_err(|e| Error::sys(format!("reopen {}", dest.display()), e))?;
+        remount_bind(&fd_path(&again), extra, dest)?;
+    }
+    apply_propagation(root, dest, opts)
+}
+
+/// /sys/fs/cgroup in the container: one entry per hierarchy, showing only the
+/// container's own cgroup (a fresh cgroup mount in a cgroup namespace, else a bind).
+fn mount_cgroups(root: &RootDir, m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()> {
+    let dest = m.destination();
+    let flags = opts.flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let pure_v2 = ctx.cgroup_mounts.len() == 1 && ctx.cgroup_mounts[0].v1_options.is_none();
+    if !pure_v2 {
+        let target = root.mkdir_all(dest)?;
+        sys_mount(
+            Some("tmpfs"),
+            &fd_path(&target),
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some("mode=755"),
+            dest,
+        )?;
+    }
+    for cg in ctx.cgroup_mounts {
+        let sub = if cg.name.is_empty() {
+            dest.to_path_buf()
+        } else {
+            dest.join(&cg.name)
+        };
+        let target = root.mkdir_all(&sub)?;
+        let fresh = if ctx.cgroup_ns && !ctx.in_user_ns || ctx.cgroup_ns && cg.v1_options.is_none() {
+            let (fstype, data) = match &cg.v1_options {
+                Some(o) => ("cgroup", Some(o.as_str())),
+                None => ("cgroup2", None),
+            };
+            sys_mount(Some(fstype), &fd_path(&target), Some(fstype), flags, data, &sub).is_ok()
+        } else {
+            false
+        };
+        if !fresh {
+            let src = cg.host_dir.to_string_lossy();
+            sys_mount(
+                Some(&src),
+                &fd_path(&target),
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+                &sub,
+            )?;
+            let again = root
+                .resolve(&sub)
+                .map_err(|e| Error::sys(format!("reopen {}", sub.display()), e))?;
+            remount_bind(&fd_path(&again), flags, &sub)?;
+        }
+        // Where cpu and cpuacct share a hierarchy, runc adds the usual symlinks.
+        if let Some(o) = &cg.v1_options {
+            if cg.name.contains(',') {
+                for part in o.split(',') {
+                    let link = dest.join(part);
+                    if let Ok(parent) = root.resolve(dest) {
+                        let _ = nix::unistd::symlinkat(
+                            cg.name.as_str(),
+                            &parent,
+                            link.file_name().unwrap_or_default(),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    if !pure_v2 && opts.flags.contains(MsFlags::MS_RDONLY) {
+        let again = root
+            .resolve(dest)
+            .map_err(|e| Error::sys(format!("reopen {}", dest.display()), e))?;
+        sys_mount(
+            None,
+            &fd_path(&again),
+            None,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some("mode=755"),
+            dest,
+        )?;
+    }
+    apply_propagation(root, dest, opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(list: &[&str]) -> MountOptions {
+        MountOptions::parse(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn flags_and_data() {
+        let o = opts(&["nosuid", "strictatime", "mode=755", "size=65536k"]);
+        assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME);
+        assert_eq!(o.data, vec!["mode=755", "size=65536k"]);
+        let o = opts(&["rbind", "ro", "rw"]);
+        assert_eq!(o.flags, MsFlags::MS_BIND | MsFlags::MS_REC);
+        assert!(o.cleared.contains(MsFlags::MS_RDONLY));
+        let o = opts(&["rslave"]);
+        assert_eq!(o.propagation, vec![MsFlags::MS_SLAVE | MsFlags::MS_REC]);
+    }
+
+    #[test]
+    fn unsupported_option_is_an_error() {
+        assert!(MountOptions::parse(&["idmap".to_string()]).is_err());
+    }
+}

@@ -5,7 +5,7 @@
 //! action equals the default action are skipped (libseccomp refuses them), and several
 //! comparisons of one argument turn every comparison of that rule into its own rule.
 
-use std::io::{IoSlice, Write};
+use std::io::IoSlice;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -181,28 +181,37 @@ pub fn send_listener(
             listener_path.display()
         )));
     }
-    let mut socket = UnixStream::connect(listener_path)
+    let socket = UnixStream::connect(listener_path)
         .map_err(|e| Error::io("connect to seccomp agent", listener_path, e))?;
 
     let fds = [listener.as_raw_fd()];
-    let cmsgs = [ControlMessage::ScmRights(&fds)];
-    let iov = [IoSlice::new(state_json)];
-    let sent = loop {
-        match sendmsg::<()>(socket.as_raw_fd(), &iov, &cmsgs, MsgFlags::empty(), None) {
-            Ok(n) => break n,
+    let with_fd = [ControlMessage::ScmRights(&fds)];
+    // The fd travels with the first bytes; a stream socket may take the rest in pieces.
+    // MSG_NOSIGNAL: an agent that hangs up is an error, not a SIGPIPE.
+    let mut sent = 0;
+    while sent < state_json.len() {
+        let cmsgs: &[ControlMessage] = if sent == 0 { &with_fd } else { &[] };
+        let iov = [IoSlice::new(&state_json[sent..])];
+        match sendmsg::<()>(
+            socket.as_raw_fd(),
+            &iov,
+            cmsgs,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        ) {
+            Ok(n) => sent += n,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => {
                 return Err(Error::sys(
-                    format!("sendmsg seccomp listener to {}", listener_path.display()),
+                    format!(
+                        "send seccomp listener and container state to {}",
+                        listener_path.display()
+                    ),
                     e,
                 ))
             }
         }
-    };
-    // A stream socket may take the state in pieces; the fd travelled with the first one.
-    socket
-        .write_all(&state_json[sent..])
-        .map_err(|e| Error::io("send container state to seccomp agent", listener_path, e))?;
+    }
     Ok(())
 }
 

@@ -1,1 +1,38 @@
-fn main() {}
+//! `polis`: one binary, several faces. `polis runtime …` is the OCI runtime with runc's
+//! command line; invoked as `polis-runtime` (a symlink) the binary is that runtime.
+
+mod runtime;
+
+use std::path::Path;
+
+use clap::{Parser, Subcommand};
+
+
+#[derive(Parser)]
+#[command(name = "polis", version, about = "Polis container platform")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The OCI runtime (runc's command line).
+    Runtime(runtime::RuntimeCli),
+}
+
+fn main() {
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    let invoked_as = Path::new(&argv0)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let code = if invoked_as == "polis-runtime" {
+        runtime::main(runtime::RuntimeCli::parse())
+    } else {
+        match Cli::parse().command {
+            Command::Runtime(cli) => runtime::main(cli),
+        }
+    };
+    std::process::exit(code);
+}

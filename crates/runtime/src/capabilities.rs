@@ -123,6 +123,18 @@ impl CapSets {
     }
 }
 
+/// Names of every capability this kernel knows (for `features`).
+pub fn known_names() -> Vec<String> {
+    let known = kernel_known();
+    let mut names: Vec<(u8, String)> = caps::all()
+        .into_iter()
+        .filter(|c| c.index() < 64 && known & (1u64 << c.index()) != 0)
+        .map(|c| (c.index(), c.to_string()))
+        .collect();
+    names.sort();
+    names.into_iter().map(|(_, n)| n).collect()
+}
+
 /// Our own bounding set, read from /proc/self/status.
 pub fn current_bounding() -> u64 {
     std::fs::read_to_string("/proc/self/status")

@@ -6,7 +6,7 @@ use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -271,36 +271,37 @@ pub fn exists(dir: &Path, file: &str) -> bool {
     dir.join(file).exists()
 }
 
-/// rmdir, retrying while the kernel still reports the cgroup busy (tasks exiting).
-pub fn remove_dir_retrying(path: &Path) -> Result<()> {
-    let mut delay = Duration::from_millis(5);
-    let mut attempts = 0;
+/// rmdir, retrying for up to `patience` while the kernel still reports the cgroup
+/// busy (tasks that were killed take a moment to leave it).
+pub fn remove_dir_retrying(path: &Path, patience: Duration) -> Result<()> {
+    let deadline = Instant::now() + patience;
+    let mut delay = Duration::from_millis(2);
     loop {
         match fs::remove_dir(path) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempts < 12 => {
-                attempts += 1;
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
                 thread::sleep(delay);
-                delay = (delay * 2).min(Duration::from_millis(200));
+                delay = (delay * 2).min(Duration::from_millis(50));
             }
             Err(e) => {
+                let busy = e.raw_os_error() == Some(libc::EBUSY);
                 return Err(Error::Cgroup(format!(
                     "rmdir {}: {e}{}",
                     path.display(),
-                    if e.raw_os_error() == Some(libc::EBUSY) {
+                    if busy {
                         " (processes are still in the cgroup)"
                     } else {
                         ""
                     }
-                )))
+                )));
             }
         }
     }
 }
 
 /// Remove `dir` and every cgroup below it, deepest first.
-pub fn remove_tree(dir: &Path) -> Result<()> {
+pub fn remove_tree(dir: &Path, patience: Duration) -> Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -309,10 +310,10 @@ pub fn remove_tree(dir: &Path) -> Result<()> {
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
         if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            remove_tree(&entry.path())?;
+            remove_tree(&entry.path(), patience)?;
         }
     }
-    remove_dir_retrying(dir)
+    remove_dir_retrying(dir, patience)
 }
 
 /// Every pid listed in `cgroup.procs` of `dir` and its sub-cgroups.

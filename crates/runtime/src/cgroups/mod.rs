@@ -516,8 +516,14 @@ impl CgroupManager {
             if self.is_polis_parent(dir) {
                 continue;
             }
+            // Wait for exiting tasks once; after a failure, fail fast on the rest.
+            let patience = if first_error.is_none() {
+                Duration::from_secs(1)
+            } else {
+                Duration::ZERO
+            };
             let result = if leaves.contains(dir) {
-                fs::remove_tree(dir)
+                fs::remove_tree(dir, patience)
             } else {
                 match std::fs::remove_dir(dir) {
                     Ok(()) => Ok(()),

@@ -177,27 +177,58 @@ impl CgroupManager {
         })
     }
 
-    /// The cgroup2 controllers to enable in the ancestors' subtree_control: all
-    /// available ones on a pure v2 host (as runc), only those v1 lacks on a hybrid one.
-    fn v2_controllers_to_enable(&self) -> Vec<String> {
+    /// The cgroup2 controllers to enable in the ancestors' subtree_control: on a pure
+    /// v2 host all available ones (as runc); on a hybrid host only those that drive
+    /// limits in `resources` because v1 lacks them, so the shared unified tree is left
+    /// as it is unless needed.
+    fn v2_controllers_to_enable(&self, resources: Option<&LinuxResources>) -> Vec<String> {
         let Some(h) = self.v2() else {
             return Vec::new();
         };
-        h.controllers
-            .iter()
+        if self.layout == Layout::V2 {
+            return h.controllers.clone();
+        }
+        let Some(r) = resources else {
+            return Vec::new();
+        };
+        let mut wanted = Vec::new();
+        if r.memory().is_some() {
+            wanted.push("memory");
+        }
+        if r.cpu().is_some() {
+            wanted.extend(["cpu", "cpuset"]);
+        }
+        if r.pids().is_some() {
+            wanted.push("pids");
+        }
+        if r.block_io().is_some() {
+            wanted.push("blkio");
+        }
+        if r.hugepage_limits().as_ref().is_some_and(|l| !l.is_empty()) {
+            wanted.push("hugetlb");
+        }
+        if r.rdma().as_ref().is_some_and(|l| !l.is_empty()) {
+            wanted.push("rdma");
+        }
+        wanted
+            .into_iter()
             .filter(|c| {
-                self.layout == Layout::V2
-                    || self
-                        .controller(c)
-                        .is_some_and(|owner| owner.version == Version::V2)
+                self.controller(c)
+                    .is_some_and(|owner| owner.version == Version::V2)
             })
-            .cloned()
+            .map(|c| {
+                if c == "blkio" {
+                    "io".to_string()
+                } else {
+                    c.to_string()
+                }
+            })
             .collect()
     }
 
     /// Create the cgroup in every hierarchy and apply `resources`.
     pub fn create(&self, resources: Option<&LinuxResources>) -> Result<()> {
-        let result = self.create_dirs().and_then(|()| match resources {
+        let result = self.create_dirs(resources).and_then(|()| match resources {
             Some(r) => self.apply(r),
             None => Ok(()),
         });
@@ -212,8 +243,8 @@ impl CgroupManager {
         Ok(())
     }
 
-    fn create_dirs(&self) -> Result<()> {
-        let enable = self.v2_controllers_to_enable();
+    fn create_dirs(&self, resources: Option<&LinuxResources>) -> Result<()> {
+        let enable = self.v2_controllers_to_enable(resources);
         for h in &self.hierarchies {
             let Ok(rel) = h.dir.strip_prefix(&h.mount_point) else {
                 continue;
@@ -338,6 +369,13 @@ impl CgroupManager {
 
     /// Apply new limits to a live cgroup (`update`).
     pub fn set(&self, resources: &LinuxResources) -> Result<()> {
+        if self.layout == Layout::Hybrid {
+            // A limit new to this update may need a unified controller enabled.
+            let enable = self.v2_controllers_to_enable(Some(resources));
+            if let Some(h) = self.v2() {
+                v2::enable_controllers(&h.mount_point, &h.dir, &enable)?;
+            }
+        }
         self.apply(resources)
     }
 

@@ -149,10 +149,16 @@ pub fn compile(rules: &[LinuxDeviceCgroup]) -> Result<Vec<Insn>> {
         block.push(insn(ALU32_MOV_K, 0, 0, 0, i32::from(rule.allow())));
         block.push(insn(JMP_EXIT, 0, 0, 0, 0));
         let len = block.len();
+        let unconditional = jumps.is_empty();
         for j in jumps {
             block[j].off = (len - j - 1) as i16;
         }
         prog.extend(block);
+        if unconditional {
+            // This rule matches every request: anything after it is unreachable,
+            // which the verifier rejects.
+            return Ok(prog);
+        }
     }
     prog.push(insn(ALU32_MOV_K, 0, 0, 0, 0));
     prog.push(insn(JMP_EXIT, 0, 0, 0, 0));

@@ -586,3 +586,40 @@ fn hugetlb_limits() {
         .unwrap();
     assert_create_fails(&r, "3MB");
 }
+
+#[test]
+fn blkio_weight_is_applied_or_clearly_refused() {
+    let r = LinuxResourcesBuilder::default()
+        .block_io(
+            oci_spec::runtime::LinuxBlockIoBuilder::default()
+                .weight(500u16)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let m = CgroupManager::new(Some(&unique_path()), "x").unwrap();
+    match m.create(Some(&r)) {
+        Ok(()) => {
+            let dir = &hierarchy(&m, "blkio").dir;
+            let candidates = [
+                ("blkio.bfq.weight", "500"),
+                ("blkio.weight", "500"),
+                ("io.bfq.weight", "500"),
+                ("io.weight", "4950"),
+            ];
+            let (file, want) = candidates
+                .iter()
+                .find(|(f, _)| dir.join(f).exists())
+                .expect("weight applied but no weight file exists");
+            let got = std::fs::read_to_string(dir.join(file)).unwrap();
+            assert!(got.contains(want), "{file}: {got}");
+            m.destroy().unwrap();
+        }
+        Err(e) => {
+            let e = e.to_string();
+            assert!(e.contains("weight") || e.contains("io"), "{e}");
+        }
+    }
+    assert_no_dirs(&m);
+}

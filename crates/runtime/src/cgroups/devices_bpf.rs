@@ -204,6 +204,8 @@ struct QueryAttr {
     attach_flags: u32,
     prog_ids: u64,
     prog_cnt: u32,
+    /// Explicit so the tail padding is zero, as the kernel expects.
+    _pad: u32,
 }
 
 /// The fields of union bpf_attr used by BPF_PROG_GET_FD_BY_ID.
@@ -402,6 +404,51 @@ mod tests {
         assert_eq!(run(&compile(&[]).unwrap(), DEV_CHAR, ACC_READ, 1, 3), 0);
         let all = compile(&[rule(true, LinuxDeviceType::A, None, None, "rwm")]).unwrap();
         assert_eq!(run(&all, DEV_BLOCK, ACC_WRITE, 8, 0), 1);
+    }
+
+    /// The verifier refuses programs with unreachable instructions.
+    fn assert_all_reachable(prog: &[Insn]) {
+        let mut seen = vec![false; prog.len()];
+        let mut todo = vec![0usize];
+        while let Some(pc) = todo.pop() {
+            if seen[pc] {
+                continue;
+            }
+            seen[pc] = true;
+            match prog[pc].code {
+                JMP_EXIT => {}
+                JMP_JEQ_K | JMP_JNE_K => {
+                    todo.push(pc + 1);
+                    todo.push(pc + 1 + prog[pc].off as usize);
+                }
+                _ => todo.push(pc + 1),
+            }
+        }
+        assert!(
+            seen.iter().all(|s| *s),
+            "unreachable instructions in {prog:?}"
+        );
+    }
+
+    #[test]
+    fn no_unreachable_code() {
+        let deny_all = rule(false, LinuxDeviceType::A, None, None, "rwm");
+        let allow_null = rule(true, LinuxDeviceType::C, Some(1), Some(3), "rwm");
+        for rules in [
+            vec![],
+            vec![deny_all.clone()],
+            vec![deny_all.clone(), allow_null.clone()],
+            vec![allow_null.clone(), deny_all.clone()],
+            vec![rule(true, LinuxDeviceType::A, None, None, "rwm"), deny_all],
+        ] {
+            assert_all_reachable(&compile(&rules).unwrap());
+        }
+        let p = compile(&[
+            allow_null.clone(),
+            rule(false, LinuxDeviceType::A, None, None, ""),
+        ])
+        .unwrap();
+        assert_eq!(run(&p, DEV_CHAR, ACC_READ, 1, 3), 0);
     }
 
     #[test]

@@ -7,7 +7,6 @@ use std::path::Path;
 
 use clap::{Parser, Subcommand};
 
-
 #[derive(Parser)]
 #[command(name = "polis", version, about = "Polis container platform")]
 struct Cli {

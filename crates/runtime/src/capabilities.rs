@@ -67,9 +67,13 @@ impl CapSets {
         for bit in 0..64u32 {
             if known & (1 << bit) != 0 && self.bounding & (1 << bit) == 0 {
                 // SAFETY: prctl with integer arguments only.
-                let ret = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, bit as libc::c_ulong, 0, 0, 0) };
+                let ret =
+                    unsafe { libc::prctl(libc::PR_CAPBSET_DROP, bit as libc::c_ulong, 0, 0, 0) };
                 if ret != 0 && nix::errno::Errno::last() != nix::errno::Errno::EINVAL {
-                    return Err(Error::sys(format!("drop capability {bit} from the bounding set"), nix::errno::Errno::last()));
+                    return Err(Error::sys(
+                        format!("drop capability {bit} from the bounding set"),
+                        nix::errno::Errno::last(),
+                    ));
                 }
             }
         }
@@ -91,32 +95,57 @@ impl CapSets {
             inheritable: u32,
         }
         const VERSION_3: u32 = 0x2008_0522;
-        let mut header = Header { version: VERSION_3, pid: 0 };
+        let mut header = Header {
+            version: VERSION_3,
+            pid: 0,
+        };
         let split = |m: u64| (m as u32, (m >> 32) as u32);
         let (e0, e1) = split(self.effective);
         let (p0, p1) = split(self.permitted);
         let (i0, i1) = split(self.inheritable);
         let data = [
-            Data { effective: e0, permitted: p0, inheritable: i0 },
-            Data { effective: e1, permitted: p1, inheritable: i1 },
+            Data {
+                effective: e0,
+                permitted: p0,
+                inheritable: i0,
+            },
+            Data {
+                effective: e1,
+                permitted: p1,
+                inheritable: i1,
+            },
         ];
         // SAFETY: header and data are the v3 layout capset(2) expects (one header, two
         // data words); the kernel only reads them.
-        let ret = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) };
+        let ret =
+            unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) };
         if ret != 0 {
             return Err(Error::sys("capset", nix::errno::Errno::last()));
         }
         // SAFETY: prctl with integer arguments only.
-        unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
+        unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL,
+                0,
+                0,
+                0,
+            )
+        };
+        // An ambient capability must also be permitted and inheritable; like runc, one
+        // that is not is left out rather than failing the container.
         for bit in 0..64u32 {
             if self.ambient & (1 << bit) != 0 {
                 // SAFETY: prctl with integer arguments only.
-                let ret = unsafe {
-                    libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE, bit as libc::c_ulong, 0, 0)
+                unsafe {
+                    libc::prctl(
+                        libc::PR_CAP_AMBIENT,
+                        libc::PR_CAP_AMBIENT_RAISE,
+                        bit as libc::c_ulong,
+                        0,
+                        0,
+                    )
                 };
-                if ret != 0 {
-                    return Err(Error::sys(format!("raise ambient capability {bit}"), nix::errno::Errno::last()));
-                }
             }
         }
         Ok(())

@@ -22,18 +22,23 @@ pub fn reexec_sealed() -> Result<()> {
     }
     let name = CString::new("polis").unwrap_or_default();
     // SAFETY: memfd_create with a valid C string and flags; returns a new fd or -1.
-    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    let fd =
+        unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
     if fd < 0 {
         return Err(Error::sys("memfd_create", nix::errno::Errno::last()));
     }
     // SAFETY: the descriptor is new and owned by nothing else.
     let mut copy = unsafe { File::from_raw_fd(fd) };
-    let mut exe = File::open("/proc/self/exe").map_err(|e| Error::io("open", "/proc/self/exe", e))?;
+    let mut exe =
+        File::open("/proc/self/exe").map_err(|e| Error::io("open", "/proc/self/exe", e))?;
     std::io::copy(&mut exe, &mut copy).map_err(|e| Error::io("copy", "/proc/self/exe", e))?;
     let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
     // SAFETY: fcntl on our own descriptor with integer arguments.
     if unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
-        return Err(Error::sys("seal the runtime copy", nix::errno::Errno::last()));
+        return Err(Error::sys(
+            "seal the runtime copy",
+            nix::errno::Errno::last(),
+        ));
     }
     let args: Vec<CString> = std::env::args_os()
         .map(|a| CString::new(a.as_encoded_bytes()).unwrap_or_default())

@@ -70,12 +70,19 @@ pub fn become_terminal(pty: &Pty) -> Result<()> {
 
 /// Open the slave as stdio and controlling terminal (no /dev/console: used by exec).
 pub fn attach_stdio(slave_path: &str) -> Result<()> {
-    let slave = nix::fcntl::open(slave_path, OFlag::O_RDWR | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .map_err(|e| Error::sys(format!("open {slave_path}"), e))?;
+    let slave = nix::fcntl::open(
+        slave_path,
+        OFlag::O_RDWR | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::sys(format!("open {slave_path}"), e))?;
     // SAFETY: TIOCSCTTY takes an integer argument; `slave` is an open tty.
     let ret = unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) };
     if ret != 0 {
-        return Err(Error::sys("make the pty the controlling terminal", nix::errno::Errno::last()));
+        return Err(Error::sys(
+            "make the pty the controlling terminal",
+            nix::errno::Errno::last(),
+        ));
     }
     for target in 0..3 {
         // SAFETY: dup2 onto the standard descriptors, which we mean to replace.
@@ -88,10 +95,17 @@ pub fn attach_stdio(slave_path: &str) -> Result<()> {
 
 /// Send the master to the console socket.
 pub fn send_to_socket(socket: &Path, master: &OwnedFd, slave_path: &str) -> Result<()> {
-    let stream = UnixStream::connect(socket).map_err(|e| Error::io("connect console socket", socket, e))?;
+    let stream =
+        UnixStream::connect(socket).map_err(|e| Error::io("connect console socket", socket, e))?;
     let fds = [master.as_raw_fd()];
     let iov = [IoSlice::new(slave_path.as_bytes())];
-    sendmsg::<()>(stream.as_raw_fd(), &iov, &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None)
-        .map_err(|e| Error::sys(format!("send pty master to {}", socket.display()), e))?;
+    sendmsg::<()>(
+        stream.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(|e| Error::sys(format!("send pty master to {}", socket.display()), e))?;
     Ok(())
 }

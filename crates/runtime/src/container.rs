@@ -37,19 +37,28 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
         return Err(bad_state(id, status, "start", "created"));
     }
     let fifo = state::exec_fifo(&root.container_dir(id));
-    let reader = nix::fcntl::open(&fifo, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .map_err(|e| Error::sys(format!("open {}", fifo.display()), e))?;
+    let reader = nix::fcntl::open(
+        &fifo,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::sys(format!("open {}", fifo.display()), e))?;
     // The init opens the other end as soon as we hold this one, and writes one byte.
     let mut buf = [0u8; 1];
     loop {
-        let mut fds = [nix::poll::PollFd::new(reader.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let mut fds = [nix::poll::PollFd::new(
+            reader.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
         let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16));
         match nix::unistd::read(&reader, &mut buf) {
             Ok(1) => break,
             Ok(_) | Err(nix::errno::Errno::EAGAIN) => {
                 if !record.init_alive() {
                     let _ = std::fs::remove_file(&fifo);
-                    return Err(Error::Init(format!("container {id}: init exited before start")));
+                    return Err(Error::Init(format!(
+                        "container {id}: init exited before start"
+                    )));
                 }
             }
             Err(nix::errno::Errno::EINTR) => {}
@@ -57,8 +66,16 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
         }
     }
     let _ = std::fs::remove_file(&fifo);
-    let json = serde_json::to_vec(&record.oci_state(Status::Running)).map_err(|e| Error::Init(e.to_string()))?;
-    if let Err(e) = hooks::run_all(record.config.hooks().as_ref().and_then(|h| h.poststart().as_ref()), &json) {
+    let json = serde_json::to_vec(&record.oci_state(Status::Running))
+        .map_err(|e| Error::Init(e.to_string()))?;
+    if let Err(e) = hooks::run_all(
+        record
+            .config
+            .hooks()
+            .as_ref()
+            .and_then(|h| h.poststart().as_ref()),
+        &json,
+    ) {
         // The workload runs already; a failed poststart hook is reported, not fatal.
         eprintln!("polis: poststart: {e}");
     }
@@ -73,9 +90,17 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         }
     }
     let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
     if let Some(rt) = name.strip_prefix("SIGRTMIN") {
-        let off: i32 = if rt.is_empty() { 0 } else { rt.trim_start_matches('+').parse().unwrap_or(-1) };
+        let off: i32 = if rt.is_empty() {
+            0
+        } else {
+            rt.trim_start_matches('+').parse().unwrap_or(-1)
+        };
         if off >= 0 && libc::SIGRTMIN() + off <= libc::SIGRTMAX() {
             return Ok(libc::SIGRTMIN() + off);
         }
@@ -102,7 +127,10 @@ fn signal_pid(pid: i32, signal: i32) -> Result<()> {
     // SAFETY: kill(2) with integer arguments only.
     let ret = unsafe { libc::kill(pid, signal) };
     if ret != 0 {
-        return Err(Error::sys(format!("kill {pid} with signal {signal}"), nix::errno::Errno::last()));
+        return Err(Error::sys(
+            format!("kill {pid} with signal {signal}"),
+            nix::errno::Errno::last(),
+        ));
     }
     Ok(())
 }
@@ -132,7 +160,10 @@ fn kill_and_wait(record: &Record) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while record.init_alive() || !record.cgroup.pids().unwrap_or_default().is_empty() {
         if Instant::now() > deadline {
-            return Err(Error::Init(format!("container {}: processes did not exit after SIGKILL", record.id)));
+            return Err(Error::Init(format!(
+                "container {}: processes did not exit after SIGKILL",
+                record.id
+            )));
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -144,7 +175,14 @@ fn kill_and_wait(record: &Record) -> Result<()> {
 fn destroy(root: &Root, record: &Record) -> Result<()> {
     let mut first_error = None;
     let json = serde_json::to_vec(&record.oci_state(Status::Stopped)).unwrap_or_default();
-    if let Err(e) = hooks::run_all(record.config.hooks().as_ref().and_then(|h| h.poststop().as_ref()), &json) {
+    if let Err(e) = hooks::run_all(
+        record
+            .config
+            .hooks()
+            .as_ref()
+            .and_then(|h| h.poststop().as_ref()),
+        &json,
+    ) {
         eprintln!("polis: poststop: {e}");
     }
     // Processes may still be leaving the cgroup; wait a moment for them.

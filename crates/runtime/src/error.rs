@@ -44,6 +44,9 @@ pub enum Error {
     Hook { path: PathBuf, reason: String },
     #[error("{0}")]
     Unsupported(String),
+    /// A failure a forked stage reported, already worded.
+    #[error("{0}")]
+    Reported(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -115,13 +115,22 @@ pub fn validate(spec: &Spec) -> Result<()> {
             ));
         }
     }
-    for key in linux.sysctl().as_ref().map(|s| s.keys()).into_iter().flatten() {
+    for key in linux
+        .sysctl()
+        .as_ref()
+        .map(|s| s.keys())
+        .into_iter()
+        .flatten()
+    {
         if key.contains('/') && key.contains("..") || key.is_empty() {
             return bad(format!("linux.sysctl: invalid key {key:?}"));
         }
     }
     if let Some(cg) = linux.cgroups_path() {
-        if cg.components().any(|c| c == std::path::Component::ParentDir) {
+        if cg
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+        {
             return bad(format!("linux.cgroupsPath {cg:?}: '..' is not allowed"));
         }
     }

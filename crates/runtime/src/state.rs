@@ -103,7 +103,8 @@ impl Root {
         let data = serde_json::to_vec(record)
             .map_err(|e| Error::InvalidConfig(format!("encode state: {e}")))?;
         let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-        f.write_all(&data).map_err(|e| Error::io("write", &tmp, e))?;
+        f.write_all(&data)
+            .map_err(|e| Error::io("write", &tmp, e))?;
         let dst = dir.join(STATE_FILE);
         std::fs::rename(&tmp, &dst).map_err(|e| Error::io("rename", &dst, e))
     }
@@ -174,7 +175,11 @@ impl Record {
             oci_version: "1.0.2".to_string(),
             id: self.id.clone(),
             status,
-            pid: if status == Status::Stopped { 0 } else { self.pid },
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                self.pid
+            },
             bundle: self.bundle.clone(),
             rootfs: self.rootfs.clone(),
             created: self.created.clone(),

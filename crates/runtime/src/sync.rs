@@ -91,7 +91,10 @@ impl Channel {
             ) {
                 Ok(msg) => {
                     let mut fd = None;
-                    for c in msg.cmsgs().map_err(|e| Error::sys("read control message", e))? {
+                    for c in msg
+                        .cmsgs()
+                        .map_err(|e| Error::sys("read control message", e))?
+                    {
                         if let ControlMessageOwned::ScmRights(fds) = c {
                             for raw in fds {
                                 // SAFETY: the kernel just installed this descriptor in our
@@ -118,7 +121,7 @@ impl Channel {
     /// Wait for exactly `expected`; a `Failed` or anything else is an error.
     pub fn expect(&self, expected: &str) -> Result<()> {
         match self.recv()? {
-            Some((Message::Failed(why), _)) => Err(Error::Init(why)),
+            Some((Message::Failed(why), _)) => Err(Error::Reported(why)),
             Some((m, _)) if format!("{m:?}") == expected => Ok(()),
             Some((m, _)) => Err(Error::Init(format!(
                 "unexpected sync message {m:?} while waiting for {expected}"

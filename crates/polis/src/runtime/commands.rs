@@ -93,7 +93,11 @@ pub fn dispatch(cli: &RuntimeCli, log: &Logger) -> Result<i32> {
             process::create(&root, &create_options(args, false))?;
             Ok(0)
         }
-        Command::Run { create, detach, keep } => run(&root, create, *detach, *keep, log),
+        Command::Run {
+            create,
+            detach,
+            keep,
+        } => run(&root, create, *detach, *keep, log),
         Command::Start { id } => {
             container::start(&root, id)?;
             Ok(0)
@@ -112,7 +116,11 @@ pub fn dispatch(cli: &RuntimeCli, log: &Logger) -> Result<i32> {
             Ok(0)
         }
         Command::Exec(args) => exec(&root, args),
-        Command::Ps { format, id, ps_args } => ps(&root, format, id, ps_args),
+        Command::Ps {
+            format,
+            id,
+            ps_args,
+        } => ps(&root, format, id, ps_args),
         Command::List { format, quiet } => list(&root, format, *quiet),
         Command::Pause { id } => {
             container::pause(&root, id)?;
@@ -127,12 +135,19 @@ pub fn dispatch(cli: &RuntimeCli, log: &Logger) -> Result<i32> {
             container::update(&root, &args.id, &resources)?;
             Ok(0)
         }
-        Command::Events { interval, stats, id } => events(&root, interval, *stats, id),
+        Command::Events {
+            interval,
+            stats,
+            id,
+        } => events(&root, interval, *stats, id),
         Command::Features => {
             println!("{}", serde_json::to_string_pretty(&features())?);
             Ok(0)
         }
-        Command::Spec { bundle, rootless_spec } => {
+        Command::Spec {
+            bundle,
+            rootless_spec,
+        } => {
             let path = bundle.join("config.json");
             if path.exists() {
                 bail!("{}: already exists; remove it first", path.display());
@@ -230,9 +245,14 @@ fn exec_process(root: &Root, args: &ExecArgs) -> Result<Process> {
             None => (user.as_str(), None),
         };
         let mut u = p.user().clone();
-        u.set_uid(uid.parse().with_context(|| format!("--user {user:?}: uid must be a number"))?);
+        u.set_uid(
+            uid.parse()
+                .with_context(|| format!("--user {user:?}: uid must be a number"))?,
+        );
         u.set_gid(match gid {
-            Some(g) => g.parse().with_context(|| format!("--user {user:?}: gid must be a number"))?,
+            Some(g) => g
+                .parse()
+                .with_context(|| format!("--user {user:?}: gid must be a number"))?,
             None => 0,
         });
         p.set_user(u);
@@ -254,11 +274,17 @@ fn exec_process(root: &Root, args: &ExecArgs) -> Result<Process> {
     if !args.cap.is_empty() {
         let mut caps = p.capabilities().clone().unwrap_or_default();
         for name in &args.cap {
-            let cap: Capability = serde_json::from_value(serde_json::Value::String(name.to_ascii_uppercase()))
-                .map_err(|_| anyhow!("--cap {name:?}: unknown capability"))?;
-            for set in [caps.bounding().clone(), caps.effective().clone(), caps.permitted().clone(), caps.inheritable().clone()]
-                .into_iter()
-                .enumerate()
+            let cap: Capability =
+                serde_json::from_value(serde_json::Value::String(name.to_ascii_uppercase()))
+                    .map_err(|_| anyhow!("--cap {name:?}: unknown capability"))?;
+            for set in [
+                caps.bounding().clone(),
+                caps.effective().clone(),
+                caps.permitted().clone(),
+                caps.inheritable().clone(),
+            ]
+            .into_iter()
+            .enumerate()
             {
                 let (i, mut s) = (set.0, set.1.unwrap_or_default());
                 s.insert(cap);
@@ -280,13 +306,21 @@ fn ps(root: &Root, format: &str, id: &str, ps_args: &[String]) -> Result<i32> {
     match format {
         "json" => println!("{}", serde_json::to_string(&pids)?),
         "table" => {
-            let args: Vec<String> = if ps_args.is_empty() { vec!["-ef".into()] } else { ps_args.to_vec() };
+            let args: Vec<String> = if ps_args.is_empty() {
+                vec!["-ef".into()]
+            } else {
+                ps_args.to_vec()
+            };
             let out = std::process::Command::new("ps")
                 .args(&args)
                 .output()
                 .context("run ps")?;
             if !out.status.success() {
-                bail!("ps {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+                bail!(
+                    "ps {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
             }
             let text = String::from_utf8_lossy(&out.stdout);
             let mut lines = text.lines();
@@ -297,7 +331,11 @@ fn ps(root: &Root, format: &str, id: &str, ps_args: &[String]) -> Result<i32> {
                 .ok_or_else(|| anyhow!("ps output has no PID column"))?;
             println!("{header}");
             for line in lines {
-                let pid: i32 = line.split_whitespace().nth(pid_col).and_then(|p| p.parse().ok()).unwrap_or(-1);
+                let pid: i32 = line
+                    .split_whitespace()
+                    .nth(pid_col)
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(-1);
                 if pids.contains(&pid) {
                     println!("{line}");
                 }
@@ -319,7 +357,10 @@ fn list(root: &Root, format: &str, quiet: bool) -> Result<i32> {
     match format {
         "json" => println!("{}", serde_json::to_string(&states)?),
         "table" => {
-            println!("{:<12} {:<10} {:<10} {:<40} {:<30} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
+            println!(
+                "{:<12} {:<10} {:<10} {:<40} {:<30} OWNER",
+                "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+            );
             for s in &states {
                 println!(
                     "{:<12} {:<10} {:<10} {:<40} {:<30} {}",
@@ -350,7 +391,10 @@ fn parse_bytes(s: &str) -> Result<i64> {
         Some('g') => (&lower[..lower.trim_end_matches('b').len() - 1], 1 << 30),
         _ => (lower.trim_end_matches('b'), 1),
     };
-    let n: i64 = num.trim().parse().with_context(|| format!("invalid size {s:?}"))?;
+    let n: i64 = num
+        .trim()
+        .parse()
+        .with_context(|| format!("invalid size {s:?}"))?;
     Ok(n * mult)
 }
 
@@ -363,7 +407,8 @@ fn update_resources(args: &UpdateArgs) -> Result<LinuxResources> {
         } else {
             std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?
         };
-        return serde_json::from_str(&text).with_context(|| format!("parse resources from {}", path.display()));
+        return serde_json::from_str(&text)
+            .with_context(|| format!("parse resources from {}", path.display()));
     }
     let mut v = serde_json::json!({});
     if let Some(m) = &args.memory {
@@ -407,7 +452,9 @@ fn update_resources(args: &UpdateArgs) -> Result<LinuxResources> {
 
 fn parse_interval(s: &str) -> Result<std::time::Duration> {
     let d = |n: &str, m: f64| -> Result<std::time::Duration> {
-        let v: f64 = n.parse().with_context(|| format!("invalid interval {s:?}"))?;
+        let v: f64 = n
+            .parse()
+            .with_context(|| format!("invalid interval {s:?}"))?;
         Ok(std::time::Duration::from_secs_f64(v * m))
     };
     if let Some(n) = s.strip_suffix("ms") {
@@ -487,7 +534,13 @@ mod tests {
 
     #[test]
     fn intervals() {
-        assert_eq!(parse_interval("5s").unwrap(), std::time::Duration::from_secs(5));
-        assert_eq!(parse_interval("250ms").unwrap(), std::time::Duration::from_millis(250));
+        assert_eq!(
+            parse_interval("5s").unwrap(),
+            std::time::Duration::from_secs(5)
+        );
+        assert_eq!(
+            parse_interval("250ms").unwrap(),
+            std::time::Duration::from_millis(250)
+        );
     }
 }

@@ -48,7 +48,12 @@ impl Drop for RawMode {
 }
 
 fn copy_size(from: BorrowedFd<'_>, to: &OwnedFd) {
-    let mut ws: libc::winsize = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    let mut ws: libc::winsize = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCGWINSZ/TIOCSWINSZ read or write one winsize struct that lives for the call.
     unsafe {
         if libc::ioctl(from.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) == 0 {
@@ -75,7 +80,10 @@ pub fn wait(pid: i32, pty: Option<OwnedFd>) -> i32 {
     let _ = mask.thread_block();
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok();
     let stdin = std::io::stdin();
-    let _raw = pty.as_ref().filter(|_| termios::tcgetattr(stdin.as_fd()).is_ok()).map(|_| RawMode::enter(stdin.as_fd()));
+    let _raw = pty
+        .as_ref()
+        .filter(|_| termios::tcgetattr(stdin.as_fd()).is_ok())
+        .map(|_| RawMode::enter(stdin.as_fd()));
     if let Some(master) = &pty {
         copy_size(stdin.as_fd(), master);
     }
@@ -110,11 +118,18 @@ pub fn wait(pid: i32, pty: Option<OwnedFd>) -> i32 {
                 fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
             }
         }
-        let timeout = if sfd.is_some() { PollTimeout::from(1000u16) } else { PollTimeout::from(50u16) };
+        let timeout = if sfd.is_some() {
+            PollTimeout::from(1000u16)
+        } else {
+            PollTimeout::from(50u16)
+        };
         if poll(&mut fds, timeout).is_err() {
             continue;
         }
-        let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
         drop(fds);
         let mut i = 0;
         if let Some(s) = &sfd {
@@ -158,7 +173,10 @@ pub fn wait(pid: i32, pty: Option<OwnedFd>) -> i32 {
 }
 
 fn drain(master: &OwnedFd, buf: &mut [u8]) {
-    let _ = nix::fcntl::fcntl(master, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
+    let _ = nix::fcntl::fcntl(
+        master,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    );
     while let Ok(n) = nix::unistd::read(master, buf) {
         if n == 0 {
             break;

@@ -1,8 +1,8 @@
 //! `polis runtime`: runc's command line over the runtime library.
 
+mod commands;
 mod foreground;
 mod log;
-mod commands;
 
 use std::path::PathBuf;
 

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
-use oci_spec::runtime::{ContainerProcessState, LinuxIdMapping, Spec};
+use oci_spec::runtime::{
+    ContainerProcessState, LinuxDeviceCgroup, LinuxDeviceType, LinuxIdMapping, LinuxResources, Spec,
+};
 
 use super::finalize;
 use super::namespaces::Plan;
@@ -46,7 +48,11 @@ pub struct CreateOptions {
 pub fn create(root: &Root, opts: &CreateOptions) -> Result<Started> {
     validate_id(&opts.id)?;
     let bundle = Bundle::load(&opts.bundle)?;
-    let process = bundle.spec.process().as_ref().ok_or_else(|| Error::InvalidConfig("process: missing".into()))?;
+    let process = bundle
+        .spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidConfig("process: missing".into()))?;
     if process.terminal().unwrap_or(false) && opts.console_socket.is_none() && !opts.keep_pty {
         return Err(Error::InvalidConfig(
             "process.terminal is true: a --console-socket is needed to receive the terminal".into(),
@@ -57,7 +63,11 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Started> {
             "--console-socket given but process.terminal is false".into(),
         ));
     }
-    let linux = bundle.spec.linux().as_ref().ok_or_else(|| Error::InvalidConfig("linux: missing".into()))?;
+    let linux = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidConfig("linux: missing".into()))?;
     let plan = Plan::for_container(linux)?;
     if !plan.has_mount {
         return Err(Error::InvalidConfig(
@@ -73,8 +83,13 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Started> {
     let cgroup = CgroupManager::new(linux.cgroups_path().as_deref(), &opts.id)?;
 
     let dir = root.claim(&opts.id)?;
-    let mut undo = Undo { root, id: &opts.id, cgroup: None, pid: None };
-    cgroup.create(linux.resources().as_ref())?;
+    let mut undo = Undo {
+        root,
+        id: &opts.id,
+        cgroup: None,
+        pid: None,
+    };
+    cgroup.create(Some(&with_default_devices(linux)))?;
     undo.cgroup = Some(cgroup.clone());
     let started = build(&bundle, opts, &dir, &plan, &prepared, &cgroup, &mut undo)?;
     let record = Record {
@@ -82,9 +97,8 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Started> {
         bundle: bundle.dir.clone(),
         rootfs: bundle.rootfs.clone(),
         pid: started.pid,
-        pid_start: state::process_start_time(started.pid).ok_or_else(|| {
-            Error::Init("the container's init exited during create".into())
-        })?,
+        pid_start: state::process_start_time(started.pid)
+            .ok_or_else(|| Error::Init("the container's init exited during create".into()))?,
         created: state::now_rfc3339(),
         owner: String::new(),
         cgroup,
@@ -96,6 +110,41 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Started> {
     }
     undo.disarm();
     Ok(started)
+}
+
+/// The config's device rules plus what every container needs, as runc adds them: mknod
+/// of anything, the default device nodes, ptys, and the config's own devices.
+fn with_default_devices(linux: &oci_spec::runtime::Linux) -> LinuxResources {
+    let mut resources = linux.resources().clone().unwrap_or_default();
+    let rule = |typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut r = LinuxDeviceCgroup::default();
+        r.set_allow(true);
+        r.set_typ(Some(typ));
+        r.set_major(major);
+        r.set_minor(minor);
+        r.set_access(Some(access.to_string()));
+        r
+    };
+    let mut rules = resources.devices().clone().unwrap_or_default();
+    use LinuxDeviceType::{B, C};
+    rules.extend([
+        rule(C, None, None, "m"),
+        rule(B, None, None, "m"),
+        rule(C, Some(1), Some(3), "rwm"),
+        rule(C, Some(1), Some(5), "rwm"),
+        rule(C, Some(1), Some(7), "rwm"),
+        rule(C, Some(1), Some(8), "rwm"),
+        rule(C, Some(1), Some(9), "rwm"),
+        rule(C, Some(5), Some(0), "rwm"),
+        rule(C, Some(5), Some(1), "rwm"),
+        rule(C, Some(5), Some(2), "rwm"),
+        rule(C, Some(136), None, "rwm"),
+    ]);
+    for d in linux.devices().iter().flatten() {
+        rules.push(LinuxDeviceCgroup::from(d));
+    }
+    resources.set_devices(Some(rules));
+    resources
 }
 
 pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
@@ -176,7 +225,9 @@ fn build(
     let mut pty_master = None;
     loop {
         let Some((msg, fd)) = parent.recv()? else {
-            return Err(Error::Init("container init exited before it was ready".into()));
+            return Err(Error::Init(
+                "container init exited before it was ready".into(),
+            ));
         };
         match msg {
             Message::MapIds => {
@@ -212,7 +263,7 @@ fn build(
                 parent.send(&Message::Ack)?;
             }
             Message::Ready => break,
-            Message::Failed(why) => return Err(Error::Init(why)),
+            Message::Failed(why) => return Err(Error::Reported(why)),
             other => return Err(Error::Init(format!("unexpected message {other:?}"))),
         }
     }
@@ -236,8 +287,15 @@ fn creating_state(id: &str, pid: i32, bundle: &Bundle) -> Result<Vec<u8>> {
 }
 
 fn send_seccomp_listener(id: &str, pid: i32, bundle: &Bundle, listener: &OwnedFd) -> Result<()> {
-    let Some(sc) = bundle.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
-        return Err(Error::Init("seccomp listener without a seccomp config".into()));
+    let Some(sc) = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+    else {
+        return Err(Error::Init(
+            "seccomp listener without a seccomp config".into(),
+        ));
     };
     let path = sc
         .listener_path()
@@ -263,14 +321,16 @@ fn map_text(maps: &[LinuxIdMapping]) -> String {
 }
 
 fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
-    let linux = spec.linux().as_ref().ok_or_else(|| Error::InvalidConfig("linux: missing".into()))?;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidConfig("linux: missing".into()))?;
     let uid = map_text(linux.uid_mappings().as_deref().unwrap_or_default());
     let gid = map_text(linux.gid_mappings().as_deref().unwrap_or_default());
     for (file, text) in [("uid_map", uid), ("gid_map", gid)] {
         let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, text.as_bytes()).map_err(|e| {
-            Error::io("write user namespace map", &path, e)
-        })?;
+        std::fs::write(&path, text.as_bytes())
+            .map_err(|e| Error::io("write user namespace map", &path, e))?;
     }
     Ok(())
 }
@@ -286,7 +346,11 @@ fn stage1(
 ) -> Result<()> {
     ch.expect("Go")?;
     plan.join_all()?;
-    let linux = bundle.spec.linux().as_ref().ok_or_else(|| Error::InvalidConfig("linux: missing".into()))?;
+    let linux = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidConfig("linux: missing".into()))?;
     if plan.new_user {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)
             .map_err(|e| Error::sys("unshare user namespace", e))?;
@@ -294,10 +358,13 @@ fn stage1(
         ch.expect("Ack")?;
         let root_uid = nix::unistd::Uid::from_raw(0);
         let root_gid = nix::unistd::Gid::from_raw(0);
-        nix::unistd::setresgid(root_gid, root_gid, root_gid).map_err(|e| Error::sys("setgid 0 in the user namespace", e))?;
-        nix::unistd::setresuid(root_uid, root_uid, root_uid).map_err(|e| Error::sys("setuid 0 in the user namespace", e))?;
+        nix::unistd::setresgid(root_gid, root_gid, root_gid)
+            .map_err(|e| Error::sys("setgid 0 in the user namespace", e))?;
+        nix::unistd::setresuid(root_uid, root_uid, root_uid)
+            .map_err(|e| Error::sys("setuid 0 in the user namespace", e))?;
     }
-    nix::sched::unshare(plan.create).map_err(|e| Error::sys(format!("unshare {:?}", plan.create), e))?;
+    nix::sched::unshare(plan.create)
+        .map_err(|e| Error::sys(format!("unshare {:?}", plan.create), e))?;
     if plan.new_time {
         write_time_offsets(linux)?;
     }
@@ -321,14 +388,21 @@ fn write_time_offsets(linux: &oci_spec::runtime::Linux) -> Result<()> {
     let mut text = String::new();
     for (clock, off) in linux.time_offsets().iter().flatten() {
         if clock != "monotonic" && clock != "boottime" {
-            return Err(Error::InvalidConfig(format!("linux.timeOffsets: unknown clock {clock:?}")));
+            return Err(Error::InvalidConfig(format!(
+                "linux.timeOffsets: unknown clock {clock:?}"
+            )));
         }
-        text.push_str(&format!("{clock} {} {}\n", off.secs().unwrap_or(0), off.nanosecs().unwrap_or(0)));
+        text.push_str(&format!(
+            "{clock} {} {}\n",
+            off.secs().unwrap_or(0),
+            off.nanosecs().unwrap_or(0)
+        ));
     }
     if text.is_empty() {
         return Ok(());
     }
-    std::fs::write("/proc/self/timens_offsets", text).map_err(|e| Error::io("write", "/proc/self/timens_offsets", e))
+    std::fs::write("/proc/self/timens_offsets", text)
+        .map_err(|e| Error::io("write", "/proc/self/timens_offsets", e))
 }
 
 /// The container's init, up to the exec of the workload.
@@ -341,37 +415,76 @@ fn init(
     fifo: &Path,
 ) -> Result<()> {
     let spec = &bundle.spec;
-    let process = spec.process().as_ref().ok_or_else(|| Error::InvalidConfig("process: missing".into()))?;
-    let linux = spec.linux().as_ref().ok_or_else(|| Error::InvalidConfig("linux: missing".into()))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidConfig("process: missing".into()))?;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidConfig("linux: missing".into()))?;
     nix::unistd::setsid().map_err(|e| Error::sys("setsid", e))?;
     // The die-with-parent signal is cleared: the init outlives the runtime.
     if !opts.no_new_keyring {
         join_session_keyring(&opts.id);
     }
     // The fifo is on the host: hold it now, open it for writing after the pivot.
-    let fifo_fd = nix::fcntl::open(fifo, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .map_err(|e| Error::sys(format!("open {}", fifo.display()), e))?;
+    let fifo_fd = nix::fcntl::open(
+        fifo,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::sys(format!("open {}", fifo.display()), e))?;
     let cgroup_mounts = match CgroupManager::new(linux.cgroups_path().as_deref(), &opts.id) {
-        Ok(cg) if spec.mounts().iter().flatten().any(|m| matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2"))) => cg.mounts()?,
+        Ok(cg)
+            if spec
+                .mounts()
+                .iter()
+                .flatten()
+                .any(|m| matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2"))) =>
+        {
+            cg.mounts()?
+        }
         _ => Vec::new(),
     };
     let ctx = MountContext {
         bundle: &bundle.dir,
-        in_user_ns: plan.new_user || plan.join.iter().any(|(t, _)| *t == oci_spec::runtime::LinuxNamespaceType::User),
-        cgroup_ns: plan.new_cgroup || plan.join.iter().any(|(t, _)| *t == oci_spec::runtime::LinuxNamespaceType::Cgroup),
+        in_user_ns: plan.new_user
+            || plan
+                .join
+                .iter()
+                .any(|(t, _)| *t == oci_spec::runtime::LinuxNamespaceType::User),
+        cgroup_ns: plan.new_cgroup
+            || plan
+                .join
+                .iter()
+                .any(|(t, _)| *t == oci_spec::runtime::LinuxNamespaceType::Cgroup),
         cgroup_mounts: &cgroup_mounts,
     };
     rootfs::prepare(spec, &bundle.rootfs, &ctx)?;
     ch.send(&Message::RunCreateRuntimeHooks)?;
     ch.expect("Ack")?;
     let state = creating_state(&opts.id, nix::unistd::getpid().as_raw(), bundle)?;
-    hooks::run_all(spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()), &state)?;
+    hooks::run_all(
+        spec.hooks()
+            .as_ref()
+            .and_then(|h| h.create_container().as_ref()),
+        &state,
+    )?;
     rootfs::enter(&bundle.rootfs, opts.no_pivot)?;
     if process.terminal().unwrap_or(false) {
-        let size = process.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16));
+        let size = process
+            .console_size()
+            .as_ref()
+            .map(|b| (b.height() as u16, b.width() as u16));
         let pty = console::open_pty(size)?;
         console::become_terminal(&pty)?;
-        ch.send_with_fd(&Message::ConsoleMaster { slave: pty.slave_path.clone() }, Some(pty.master.as_raw_fd()))?;
+        ch.send_with_fd(
+            &Message::ConsoleMaster {
+                slave: pty.slave_path.clone(),
+            },
+            Some(pty.master.as_raw_fd()),
+        )?;
         ch.expect("Ack")?;
     }
     rootfs::finish(spec)?;
@@ -379,7 +492,8 @@ fn init(
     finalize::apply_limits(process, prepared)?;
     let env = finalize::environment(process);
     let cwd = process.cwd();
-    nix::unistd::chdir(cwd).map_err(|e| Error::sys(format!("chdir to cwd {}", cwd.display()), e))?;
+    nix::unistd::chdir(cwd)
+        .map_err(|e| Error::sys(format!("chdir to cwd {}", cwd.display()), e))?;
     let program = finalize::find_executable(process, &env)?;
     let nnp = process.no_new_privileges().unwrap_or(false);
     let mut seccomp = match linux.seccomp() {
@@ -391,7 +505,10 @@ fn init(
     if let Some(sc) = seccomp.take_if(|s| !nnp || s.needs_listener()) {
         load_seccomp(sc, ch)?;
     }
-    let setgroups = !plan.new_user || std::fs::read_to_string("/proc/self/setgroups").map(|s| s.trim() == "allow").unwrap_or(true);
+    let setgroups = !plan.new_user
+        || std::fs::read_to_string("/proc/self/setgroups")
+            .map(|s| s.trim() == "allow")
+            .unwrap_or(true);
     finalize::switch_user(process, prepared, setgroups)?;
     finalize::set_no_new_privs(process)?;
     finalize::cloexec_from(3 + opts.preserve_fds)?;
@@ -416,13 +533,22 @@ fn after_ready(
     let spec = &bundle.spec;
     // Wait for `start`: opening the fifo for writing blocks until it opens it for reading.
     let path = format!("/proc/self/fd/{}", fifo_fd.as_raw_fd());
-    let writer = nix::fcntl::open(path.as_str(), nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .map_err(|e| Error::sys("open exec fifo", e))?;
+    let writer = nix::fcntl::open(
+        path.as_str(),
+        nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::sys("open exec fifo", e))?;
     nix::unistd::write(&writer, b"0").map_err(|e| Error::sys("write exec fifo", e))?;
     drop(writer);
     drop(fifo_fd);
     let running = creating_state(&opts.id, nix::unistd::getpid().as_raw(), bundle)?;
-    hooks::run_all(spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()), &running)?;
+    hooks::run_all(
+        spec.hooks()
+            .as_ref()
+            .and_then(|h| h.start_container().as_ref()),
+        &running,
+    )?;
     if let Some(sc) = seccomp {
         sc.load()?;
     }

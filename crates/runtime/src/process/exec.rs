@@ -71,13 +71,18 @@ pub fn exec(root: &Root, id: &str, process: &Process, opts: &ExecOptions) -> Res
         let _ = waitpid(stage1, None);
         e
     };
-    record.cgroup.add_process(stage1.as_raw()).map_err(kill_stage1)?;
+    record
+        .cgroup
+        .add_process(stage1.as_raw())
+        .map_err(kill_stage1)?;
     parent.send(&Message::Go)?;
     let mut pid = None;
     let mut pty_master = None;
     loop {
         let Some((msg, fd)) = parent.recv()? else {
-            return Err(Error::Init("exec process exited before it was ready".into()));
+            return Err(Error::Init(
+                "exec process exited before it was ready".into(),
+            ));
         };
         match msg {
             Message::InitPid(p) => {
@@ -101,7 +106,7 @@ pub fn exec(root: &Root, id: &str, process: &Process, opts: &ExecOptions) -> Res
                 if let Some(p) = pid {
                     let _ = waitpid(nix::unistd::Pid::from_raw(p), None);
                 }
-                return Err(Error::Init(why));
+                return Err(Error::Reported(why));
             }
             other => return Err(Error::Init(format!("unexpected message {other:?}"))),
         }
@@ -148,19 +153,33 @@ fn run(
 ) -> Result<()> {
     nix::unistd::setsid().map_err(|e| Error::sys("setsid", e))?;
     if process.terminal().unwrap_or(false) {
-        let size = process.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16));
+        let size = process
+            .console_size()
+            .as_ref()
+            .map(|b| (b.height() as u16, b.width() as u16));
         let pty = console::open_pty(size)?;
         console::attach_stdio(&pty.slave_path)?;
-        ch.send_with_fd(&Message::ConsoleMaster { slave: pty.slave_path.clone() }, Some(pty.master.as_raw_fd()))?;
+        ch.send_with_fd(
+            &Message::ConsoleMaster {
+                slave: pty.slave_path.clone(),
+            },
+            Some(pty.master.as_raw_fd()),
+        )?;
         ch.expect("Ack")?;
     }
     finalize::apply_limits(process, prepared)?;
     let env = finalize::environment(process);
     let cwd = process.cwd();
-    nix::unistd::chdir(cwd).map_err(|e| Error::sys(format!("chdir to cwd {}", cwd.display()), e))?;
+    nix::unistd::chdir(cwd)
+        .map_err(|e| Error::sys(format!("chdir to cwd {}", cwd.display()), e))?;
     let program = finalize::find_executable(process, &env)?;
     let nnp = process.no_new_privileges().unwrap_or(false);
-    let mut seccomp = match record.config.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+    let mut seccomp = match record
+        .config
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+    {
         Some(s) => Some(SeccompProgram::compile(s)?),
         None => None,
     };
@@ -172,9 +191,14 @@ fn run(
         .linux()
         .as_ref()
         .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|n| n.iter().any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User));
+        .is_some_and(|n| {
+            n.iter()
+                .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User)
+        });
     let setgroups = !in_user_ns
-        || std::fs::read_to_string("/proc/self/setgroups").map(|s| s.trim() == "allow").unwrap_or(true);
+        || std::fs::read_to_string("/proc/self/setgroups")
+            .map(|s| s.trim() == "allow")
+            .unwrap_or(true);
     finalize::switch_user(process, prepared, setgroups)?;
     finalize::set_no_new_privs(process)?;
     finalize::cloexec_from(3 + opts.preserve_fds)?;

@@ -38,7 +38,11 @@ fn rlimit_resource(r: &PosixRlimit) -> Result<u32> {
         "RLIMIT_NICE" => libc::RLIMIT_NICE,
         "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
         "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
-        other => return Err(Error::InvalidConfig(format!("process.rlimits: unknown type {other:?}"))),
+        other => {
+            return Err(Error::InvalidConfig(format!(
+                "process.rlimits: unknown type {other:?}"
+            )))
+        }
     };
     Ok(res)
 }
@@ -57,7 +61,11 @@ pub fn prepare(process: &Process) -> Result<Prepared> {
         }
         rlimits.push((rlimit_resource(r)?, r.soft(), r.hard()));
     }
-    if let Some(profile) = process.apparmor_profile().as_deref().filter(|p| !p.is_empty()) {
+    if let Some(profile) = process
+        .apparmor_profile()
+        .as_deref()
+        .filter(|p| !p.is_empty())
+    {
         if !apparmor_enabled() {
             return Err(Error::Unsupported(format!(
                 "process.apparmorProfile {profile:?}: AppArmor is not enabled on this host"
@@ -101,11 +109,19 @@ pub fn apply_limits(process: &Process, prepared: &Prepared) -> Result<()> {
             .map_err(|e| Error::io("write", "/proc/self/oom_score_adj", e))?;
     }
     if let Some(io) = process.io_priority() {
-        let class = match serde_json::to_value(io.class()).ok().and_then(|v| v.as_str().map(str::to_string)).as_deref() {
+        let class = match serde_json::to_value(io.class())
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .as_deref()
+        {
             Some("IOPRIO_CLASS_RT") => 1,
             Some("IOPRIO_CLASS_BE") => 2,
             Some("IOPRIO_CLASS_IDLE") => 3,
-            other => return Err(Error::InvalidConfig(format!("process.ioPriority: class {other:?}"))),
+            other => {
+                return Err(Error::InvalidConfig(format!(
+                    "process.ioPriority: class {other:?}"
+                )))
+            }
         };
         if !(0..=7).contains(&io.priority()) {
             return Err(Error::InvalidConfig(format!(
@@ -127,7 +143,11 @@ pub fn apply_limits(process: &Process, prepared: &Prepared) -> Result<()> {
 }
 
 fn apply_scheduler(s: &oci_spec::runtime::Scheduler) -> Result<()> {
-    let policy = match serde_json::to_value(s.policy()).ok().and_then(|v| v.as_str().map(str::to_string)).as_deref() {
+    let policy = match serde_json::to_value(s.policy())
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .as_deref()
+    {
         Some("SCHED_OTHER") => 0,
         Some("SCHED_FIFO") => 1,
         Some("SCHED_RR") => 2,
@@ -135,11 +155,18 @@ fn apply_scheduler(s: &oci_spec::runtime::Scheduler) -> Result<()> {
         Some("SCHED_ISO") => 4,
         Some("SCHED_IDLE") => 5,
         Some("SCHED_DEADLINE") => 6,
-        other => return Err(Error::InvalidConfig(format!("process.scheduler: policy {other:?}"))),
+        other => {
+            return Err(Error::InvalidConfig(format!(
+                "process.scheduler: policy {other:?}"
+            )))
+        }
     };
     let mut flags: u64 = 0;
     for f in s.flags().iter().flatten() {
-        let name = serde_json::to_value(f).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let name = serde_json::to_value(f)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
         flags |= match name.as_str() {
             "SCHED_FLAG_RESET_ON_FORK" => 0x01,
             "SCHED_FLAG_RECLAIM" => 0x02,
@@ -148,7 +175,11 @@ fn apply_scheduler(s: &oci_spec::runtime::Scheduler) -> Result<()> {
             "SCHED_FLAG_KEEP_PARAMS" => 0x10,
             "SCHED_FLAG_UTIL_CLAMP_MIN" => 0x20,
             "SCHED_FLAG_UTIL_CLAMP_MAX" => 0x40,
-            other => return Err(Error::InvalidConfig(format!("process.scheduler: flag {other:?}"))),
+            other => {
+                return Err(Error::InvalidConfig(format!(
+                    "process.scheduler: flag {other:?}"
+                )))
+            }
         };
     }
     #[repr(C)]
@@ -193,7 +224,8 @@ pub fn switch_user(process: &Process, prepared: &Prepared, setgroups_allowed: bo
             .flatten()
             .map(|g| nix::unistd::Gid::from_raw(*g))
             .collect();
-        nix::unistd::setgroups(&groups).map_err(|e| Error::sys(format!("setgroups {groups:?}"), e))?;
+        nix::unistd::setgroups(&groups)
+            .map_err(|e| Error::sys(format!("setgroups {groups:?}"), e))?;
     }
     let gid = nix::unistd::Gid::from_raw(user.gid());
     let uid = nix::unistd::Uid::from_raw(user.uid());

@@ -61,8 +61,12 @@ pub struct Plan {
 }
 
 fn open_ns(path: &std::path::Path, what: &str) -> Result<OwnedFd> {
-    nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .map_err(|e| Error::sys(format!("open {what} namespace {}", path.display()), e))
+    nix::fcntl::open(
+        path,
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::sys(format!("open {what} namespace {}", path.display()), e))
 }
 
 impl Plan {
@@ -78,7 +82,9 @@ impl Plan {
         };
         let namespaces = linux.namespaces().clone().unwrap_or_default();
         for t in ORDER {
-            let Some(ns) = namespaces.iter().find(|n| n.typ() == t) else { continue };
+            let Some(ns) = namespaces.iter().find(|n| n.typ() == t) else {
+                continue;
+            };
             if t == LinuxNamespaceType::Mount {
                 plan.has_mount = true;
             }
@@ -119,7 +125,8 @@ impl Plan {
             use std::os::unix::fs::MetadataExt;
             if a.ino() != b.ino() || a.dev() != b.dev() {
                 // Joining the time namespace of a process applies to our children, as pid.
-                plan.join.push((t, open_ns(std::path::Path::new(&theirs), proc_name(t))?));
+                plan.join
+                    .push((t, open_ns(std::path::Path::new(&theirs), proc_name(t))?));
             }
         }
         Ok(plan)

@@ -39,7 +39,12 @@ struct Node {
     gid: u32,
 }
 
-pub fn create(root: &RootDir, dev_is_tmpfs: bool, extra: &[LinuxDevice], in_user_ns: bool) -> Result<()> {
+pub fn create(
+    root: &RootDir,
+    dev_is_tmpfs: bool,
+    extra: &[LinuxDevice],
+    in_user_ns: bool,
+) -> Result<()> {
     let mut nodes: Vec<Node> = Vec::new();
     if dev_is_tmpfs {
         for (path, major, minor) in DEFAULT_DEVICES {
@@ -85,9 +90,13 @@ pub fn create(root: &RootDir, dev_is_tmpfs: bool, extra: &[LinuxDevice], in_user
         });
     }
     let old_umask = nix::sys::stat::umask(Mode::empty());
-    let result = nodes
-        .iter()
-        .try_for_each(|n| if in_user_ns { bind_host_node(root, n) } else { make_node(root, n) });
+    let result = nodes.iter().try_for_each(|n| {
+        if in_user_ns {
+            bind_host_node(root, n)
+        } else {
+            make_node(root, n)
+        }
+    });
     nix::sys::stat::umask(old_umask);
     result?;
     if dev_is_tmpfs {
@@ -153,6 +162,9 @@ fn symlink(root: &RootDir, target: &str, link: &Path) -> Result<()> {
     let parent = parent_of(root, link)?;
     match nix::unistd::symlinkat(target, &parent, link.file_name().unwrap_or_default()) {
         Ok(()) | Err(nix::errno::Errno::EEXIST) => Ok(()),
-        Err(e) => Err(Error::sys(format!("symlink {} -> {target}", link.display()), e)),
+        Err(e) => Err(Error::sys(
+            format!("symlink {} -> {target}", link.display()),
+            e,
+        )),
     }
 }

@@ -59,7 +59,9 @@ fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
         .map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
     let mut best: Option<&str> = None;
     for line in info.lines() {
-        let Some(mp) = line.split(' ').nth(4) else { continue };
+        let Some(mp) = line.split(' ').nth(4) else {
+            continue;
+        };
         if rootfs.starts_with(mp) && best.is_none_or(|b| mp.len() > b.len()) {
             best = Some(mp);
         }
@@ -70,8 +72,14 @@ fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
             .filter(|l| l.split(' ').nth(4) == Some(mp))
             .any(|l| l.contains(" shared:"));
         if shared {
-            mount(None::<&str>, mp, None::<&str>, MsFlags::MS_PRIVATE, None::<&str>)
-                .map_err(|e| Error::sys(format!("make {mp} private"), e))?;
+            mount(
+                None::<&str>,
+                mp,
+                None::<&str>,
+                MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+            .map_err(|e| Error::sys(format!("make {mp} private"), e))?;
         }
     }
     Ok(())
@@ -80,21 +88,42 @@ fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
 /// Make `rootfs` the container's `/`.
 pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
     if no_pivot {
-        nix::unistd::chdir(rootfs).map_err(|e| Error::sys(format!("chdir {}", rootfs.display()), e))?;
-        mount(Some(rootfs), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
-            .map_err(|e| Error::sys("move rootfs to /", e))?;
+        nix::unistd::chdir(rootfs)
+            .map_err(|e| Error::sys(format!("chdir {}", rootfs.display()), e))?;
+        mount(
+            Some(rootfs),
+            "/",
+            None::<&str>,
+            MsFlags::MS_MOVE,
+            None::<&str>,
+        )
+        .map_err(|e| Error::sys("move rootfs to /", e))?;
         nix::unistd::chroot(".").map_err(|e| Error::sys("chroot", e))?;
     } else {
-        let old = nix::fcntl::open("/", nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-            .map_err(|e| Error::sys("open /", e))?;
-        nix::unistd::chdir(rootfs).map_err(|e| Error::sys(format!("chdir {}", rootfs.display()), e))?;
+        let old = nix::fcntl::open(
+            "/",
+            nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| Error::sys("open /", e))?;
+        nix::unistd::chdir(rootfs)
+            .map_err(|e| Error::sys(format!("chdir {}", rootfs.display()), e))?;
         // pivot_root(".", ".") stacks the old root on top of the new one; unmounting
         // "." afterwards drops it without needing a directory for it in the image.
-        nix::unistd::pivot_root(".", ".").map_err(|e| Error::sys(format!("pivot_root {}", rootfs.display()), e))?;
+        nix::unistd::pivot_root(".", ".")
+            .map_err(|e| Error::sys(format!("pivot_root {}", rootfs.display()), e))?;
         nix::unistd::fchdir(&old).map_err(|e| Error::sys("fchdir old root", e))?;
         drop(old);
-        mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-            .map_err(|e| Error::sys("make old root rslave", e))?;
+        mount(
+            None::<&str>,
+            ".",
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| Error::sys("make old root rslave", e))?;
         umount2(".", MntFlags::MNT_DETACH).map_err(|e| Error::sys("unmount old root", e))?;
     }
     nix::unistd::chdir("/").map_err(|e| Error::sys("chdir /", e))
@@ -104,13 +133,13 @@ pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
 /// read-only flag.
 pub fn finish(spec: &Spec) -> Result<()> {
     let root = RootDir::open(Path::new("/"))?;
-    let Some(linux) = spec.linux() else { return Ok(()) };
+    let Some(linux) = spec.linux() else {
+        return Ok(());
+    };
     if let Some(sysctl) = linux.sysctl() {
         for (key, value) in sysctl {
             let path = Path::new("/proc/sys").join(key.replace('.', "/"));
-            std::fs::write(&path, value).map_err(|e| {
-                Error::io("sysctl: write", &path, e)
-            })?;
+            std::fs::write(&path, value).map_err(|e| Error::io("sysctl: write", &path, e))?;
         }
     }
     for p in linux.readonly_paths().as_deref().unwrap_or_default() {
@@ -126,7 +155,12 @@ pub fn finish(spec: &Spec) -> Result<()> {
                 .map_err(|e| Error::sys(format!("make / {prop}"), e))?;
         }
     }
-    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
         mounts::remount_bind("/", MsFlags::MS_RDONLY, Path::new("/"))?;
     }
     Ok(())
@@ -136,7 +170,12 @@ fn readonly_path(root: &RootDir, path: &Path) -> Result<()> {
     let fd = match root.resolve(path) {
         Ok(fd) => fd,
         Err(nix::errno::Errno::ENOENT) => return Ok(()),
-        Err(e) => return Err(Error::sys(format!("readonlyPaths: open {}", path.display()), e)),
+        Err(e) => {
+            return Err(Error::sys(
+                format!("readonlyPaths: open {}", path.display()),
+                e,
+            ))
+        }
     };
     mount(
         Some(fd_path(&fd).as_str()),
@@ -160,7 +199,12 @@ fn mask_path(root: &RootDir, path: &Path) -> Result<()> {
     let fd = match root.resolve(path) {
         Ok(fd) => fd,
         Err(nix::errno::Errno::ENOENT) => return Ok(()),
-        Err(e) => return Err(Error::sys(format!("maskedPaths: open {}", path.display()), e)),
+        Err(e) => {
+            return Err(Error::sys(
+                format!("maskedPaths: open {}", path.display()),
+                e,
+            ))
+        }
     };
     let is_dir = nix::sys::stat::fstat(&fd)
         .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
@@ -196,7 +240,10 @@ pub fn set_names(spec: &Spec) -> Result<()> {
         // SAFETY: `c` is a valid buffer of the given length; the kernel copies it.
         let ret = unsafe { libc::setdomainname(c.as_ptr(), d.len()) };
         if ret != 0 {
-            return Err(Error::sys(format!("setdomainname {d:?}"), nix::errno::Errno::last()));
+            return Err(Error::sys(
+                format!("setdomainname {d:?}"),
+                nix::errno::Errno::last(),
+            ));
         }
     }
     Ok(())

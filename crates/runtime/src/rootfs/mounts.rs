@@ -208,7 +208,9 @@ pub fn mount_entry(root: &RootDir, m: &Mount, ctx: &MountContext) -> Result<()> 
                 None,
                 dest,
             )?;
-            let again = root.resolve(dest).map_err(|e| Error::sys("reopen /sys", e))?;
+            let again = root
+                .resolve(dest)
+                .map_err(|e| Error::sys("reopen /sys", e))?;
             remount_bind(&fd_path(&again), opts.flags | MsFlags::MS_RDONLY, dest)?;
         }
         // mqueue likewise needs an ipc namespace owned by the user namespace.
@@ -245,21 +247,19 @@ fn apply_propagation(root: &RootDir, dest: &Path, opts: &MountOptions) -> Result
 }
 
 fn mount_bind(root: &RootDir, m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()> {
-    let source = m
-        .source()
-        .as_ref()
-        .ok_or_else(|| {
-            Error::InvalidConfig(format!(
-                "mount on {}: bind mount without a source",
-                m.destination().display()
-            ))
-        })?;
+    let source = m.source().as_ref().ok_or_else(|| {
+        Error::InvalidConfig(format!(
+            "mount on {}: bind mount without a source",
+            m.destination().display()
+        ))
+    })?;
     let source = if source.is_absolute() {
         source.clone()
     } else {
         ctx.bundle.join(source)
     };
-    let meta = std::fs::metadata(&source).map_err(|e| Error::io("bind mount source", &source, e))?;
+    let meta =
+        std::fs::metadata(&source).map_err(|e| Error::io("bind mount source", &source, e))?;
     let target: OwnedFd = if meta.is_dir() {
         root.mkdir_all(m.destination())?
     } else {
@@ -309,12 +309,21 @@ fn mount_cgroups(root: &RootDir, m: &Mount, opts: &MountOptions, ctx: &MountCont
             dest.join(&cg.name)
         };
         let target = root.mkdir_all(&sub)?;
-        let fresh = if ctx.cgroup_ns && !ctx.in_user_ns || ctx.cgroup_ns && cg.v1_options.is_none() {
+        let fresh = if ctx.cgroup_ns && !ctx.in_user_ns || ctx.cgroup_ns && cg.v1_options.is_none()
+        {
             let (fstype, data) = match &cg.v1_options {
                 Some(o) => ("cgroup", Some(o.as_str())),
                 None => ("cgroup2", None),
             };
-            sys_mount(Some(fstype), &fd_path(&target), Some(fstype), flags, data, &sub).is_ok()
+            sys_mount(
+                Some(fstype),
+                &fd_path(&target),
+                Some(fstype),
+                flags,
+                data,
+                &sub,
+            )
+            .is_ok()
         } else {
             false
         };
@@ -357,7 +366,11 @@ fn mount_cgroups(root: &RootDir, m: &Mount, opts: &MountOptions, ctx: &MountCont
             None,
             &fd_path(&again),
             None,
-            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            MsFlags::MS_REMOUNT
+                | MsFlags::MS_RDONLY
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV
+                | MsFlags::MS_NOEXEC,
             Some("mode=755"),
             dest,
         )?;

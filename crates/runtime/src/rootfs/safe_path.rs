@@ -25,7 +25,12 @@ fn cstr(p: &Path) -> Result<CString> {
         .map_err(|_| Error::InvalidConfig(format!("path {p:?} contains a NUL byte")))
 }
 
-fn openat2(dirfd: i32, path: &Path, flags: i32, resolve: u64) -> std::result::Result<OwnedFd, Errno> {
+fn openat2(
+    dirfd: i32,
+    path: &Path,
+    flags: i32,
+    resolve: u64,
+) -> std::result::Result<OwnedFd, Errno> {
     let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
     let mut how: libc::open_how = {
         // SAFETY: open_how is a plain C struct of integers; all-zero is a valid value.
@@ -67,7 +72,9 @@ impl RootDir {
     pub fn open(path: &Path) -> Result<Self> {
         let fd = nix::fcntl::open(
             path,
-            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
         )
         .map_err(|e| Error::sys(format!("open rootfs {}", path.display()), e))?;
@@ -84,7 +91,11 @@ impl RootDir {
     /// An O_PATH handle on `path` inside the root; symlinks resolve as if the root were `/`.
     pub fn resolve(&self, path: &Path) -> std::result::Result<OwnedFd, Errno> {
         let rel = relative(path);
-        let rel = if rel.as_os_str().is_empty() { PathBuf::from(".") } else { rel };
+        let rel = if rel.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            rel
+        };
         openat2(
             self.fd.as_raw_fd(),
             &rel,
@@ -97,7 +108,9 @@ impl RootDir {
     pub fn mkdir_all(&self, path: &Path) -> Result<OwnedFd> {
         let rel = relative(path);
         let mut prefix = PathBuf::new();
-        let mut current = self.resolve(Path::new(".")).map_err(|e| self.err("open", path, e))?;
+        let mut current = self
+            .resolve(Path::new("."))
+            .map_err(|e| self.err("open", path, e))?;
         for comp in rel.components() {
             prefix.push(comp);
             match self.resolve(&prefix) {
@@ -110,7 +123,9 @@ impl RootDir {
                     if ret != 0 && Errno::last() != Errno::EEXIST {
                         return Err(self.err("mkdir", &prefix, Errno::last()));
                     }
-                    current = self.resolve(&prefix).map_err(|e| self.err("open", &prefix, e))?;
+                    current = self
+                        .resolve(&prefix)
+                        .map_err(|e| self.err("open", &prefix, e))?;
                 }
                 Err(e) => return Err(self.err("open", &prefix, e)),
             }
@@ -130,8 +145,13 @@ impl RootDir {
             .ok_or_else(|| Error::InvalidConfig(format!("{}: not a file name", path.display())))?;
         let dir = self.mkdir_all(parent)?;
         // O_PATH handles cannot create files: reopen the directory for real.
-        let dir = openat2(dir.as_raw_fd(), Path::new("."), libc::O_DIRECTORY | libc::O_RDONLY, 0)
-            .map_err(|e| self.err("open", parent, e))?;
+        let dir = openat2(
+            dir.as_raw_fd(),
+            Path::new("."),
+            libc::O_DIRECTORY | libc::O_RDONLY,
+            0,
+        )
+        .map_err(|e| self.err("open", parent, e))?;
         let cname = cstr(Path::new(name))?;
         // SAFETY: `dir` is an open directory and `cname` a valid single component.
         let fd = unsafe {

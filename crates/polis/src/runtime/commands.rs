@@ -366,8 +366,8 @@ fn list(root: &Root, format: &str, quiet: bool) -> Result<i32> {
                     "{:<12} {:<10} {:<10} {:<40} {:<30} {}",
                     s.id,
                     s.pid,
-                    s.status,
-                    s.bundle.display(),
+                    s.status.to_string(),
+                    s.bundle.display().to_string(),
                     s.created,
                     if s.owner.is_empty() { "root" } else { &s.owner }
                 );

@@ -158,11 +158,40 @@ pub fn validate_process(process: &oci_spec::runtime::Process) -> Result<()> {
 
 /// The config `spec` writes: runc's default, for an ordinary or a rootless container.
 pub fn example(rootless: bool) -> Spec {
-    let mut spec = Spec::default();
-    if rootless {
-        let uid = nix::unistd::geteuid().as_raw();
-        let gid = nix::unistd::getegid().as_raw();
-        spec = Spec::rootless(uid, gid);
+    let mut spec = if rootless {
+        Spec::rootless(
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        )
+    } else {
+        Spec::default()
+    };
+    spec.set_hostname(Some("polis".to_string()));
+    spec.set_annotations(None);
+    if let Some(process) = spec.process_mut() {
+        process.set_terminal(Some(true));
+        if let Some(mut caps) = process.capabilities().clone() {
+            caps.set_inheritable(None);
+            process.set_capabilities(Some(caps));
+        }
+    }
+    if let Some(linux) = spec.linux_mut() {
+        if let Some(ns) = linux.namespaces().clone() {
+            // As runc: no cgroup namespace unless asked for.
+            let ns = ns
+                .into_iter()
+                .filter(|n| n.typ() != LinuxNamespaceType::Cgroup)
+                .collect();
+            linux.set_namespaces(Some(ns));
+        }
+        if !rootless {
+            let mut deny_all = oci_spec::runtime::LinuxDeviceCgroup::default();
+            deny_all.set_allow(false);
+            deny_all.set_access(Some("rwm".to_string()));
+            let mut resources = linux.resources().clone().unwrap_or_default();
+            resources.set_devices(Some(vec![deny_all]));
+            linux.set_resources(Some(resources));
+        }
     }
     spec
 }

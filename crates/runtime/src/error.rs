@@ -33,10 +33,7 @@ pub enum Error {
         source: io::Error,
     },
     #[error("{op}: {source}")]
-    Sys {
-        op: String,
-        source: nix::Error,
-    },
+    Sys { op: String, source: nix::Error },
     #[error("cgroup: {0}")]
     Cgroup(String),
     #[error("seccomp: {0}")]

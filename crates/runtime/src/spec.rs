@@ -115,16 +115,9 @@ pub fn validate(spec: &Spec) -> Result<()> {
             ));
         }
     }
-    for key in linux
-        .sysctl()
-        .as_ref()
-        .map(|s| s.keys())
-        .into_iter()
-        .flatten()
-    {
-        if key.contains('/') && key.contains("..") || key.is_empty() {
-            return bad(format!("linux.sysctl: invalid key {key:?}"));
-        }
+    let private = |t: LinuxNamespaceType| seen.contains(&t);
+    for key in linux.sysctl().iter().flat_map(|s| s.keys()) {
+        check_sysctl(key, &private)?;
     }
     if let Some(cg) = linux.cgroups_path() {
         if cg
@@ -135,6 +128,39 @@ pub fn validate(spec: &Spec) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A sysctl is allowed only where the container has its own copy of it, as with runc:
+/// IPC keys need an ipc namespace, net.* a network namespace, names a uts namespace.
+fn check_sysctl(key: &str, private: &dyn Fn(LinuxNamespaceType) -> bool) -> Result<()> {
+    let bad = |why: &str| Err(Error::InvalidConfig(format!("linux.sysctl {key:?}: {why}")));
+    if key.is_empty() || key.contains("..") || key.starts_with(['.', '/']) {
+        return bad("invalid name");
+    }
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let (ns, what) = if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        (LinuxNamespaceType::Ipc, "ipc")
+    } else if key.starts_with("net.") {
+        (LinuxNamespaceType::Network, "network")
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        (LinuxNamespaceType::Uts, "uts")
+    } else {
+        return bad("not namespaced: it would change the host");
+    };
+    if private(ns) {
+        Ok(())
+    } else {
+        bad(&format!("needs a private {what} namespace"))
+    }
 }
 
 /// Checks on a process (the init's, or one given to exec).

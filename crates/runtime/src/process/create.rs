@@ -198,6 +198,9 @@ fn build(
     let fifo = state::exec_fifo(dir);
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
         .map_err(|e| Error::sys(format!("mkfifo {}", fifo.display()), e))?;
+    // Not left to the umask: a container user other than root must be able to write it.
+    std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+        .map_err(|e| Error::io("chmod", &fifo, e))?;
     let (parent, child) = channel_pair()?;
     // The init is a grandchild: as a subreaper we get it back when stage 1 exits, so
     // `run` can wait for it.

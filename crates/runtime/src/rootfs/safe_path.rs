@@ -106,6 +106,10 @@ impl RootDir {
 
     /// Make every missing directory of `path` inside the root; return a handle on the last.
     pub fn mkdir_all(&self, path: &Path) -> Result<OwnedFd> {
+        self.mkdir_all_depth(path, 0)
+    }
+
+    fn mkdir_all_depth(&self, path: &Path, depth: u32) -> Result<OwnedFd> {
         let rel = relative(path);
         let mut prefix = PathBuf::new();
         let mut current = self
@@ -123,9 +127,24 @@ impl RootDir {
                     if ret != 0 && Errno::last() != Errno::EEXIST {
                         return Err(self.err("mkdir", &prefix, Errno::last()));
                     }
-                    current = self
-                        .resolve(&prefix)
-                        .map_err(|e| self.err("open", &prefix, e))?;
+                    current = match self.resolve(&prefix) {
+                        Ok(fd) => fd,
+                        // A dangling symlink: make its target, inside the root, then retry.
+                        Err(Errno::ENOENT) if depth < 40 => {
+                            let target = nix::fcntl::readlinkat(&current, comp.as_os_str())
+                                .map_err(|e| self.err("readlink", &prefix, e))?;
+                            let target = Path::new(&target);
+                            let inside = if target.is_absolute() {
+                                target.to_path_buf()
+                            } else {
+                                prefix.parent().unwrap_or(Path::new("")).join(target)
+                            };
+                            self.mkdir_all_depth(&inside, depth + 1)?;
+                            self.resolve(&prefix)
+                                .map_err(|e| self.err("open", &prefix, e))?
+                        }
+                        Err(e) => return Err(self.err("open", &prefix, e)),
+                    };
                 }
                 Err(e) => return Err(self.err("open", &prefix, e)),
             }

@@ -115,6 +115,11 @@ pub fn validate(spec: &Spec) -> Result<()> {
             ));
         }
     }
+    if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty())
+        && !Path::new("/sys/fs/selinux/enforce").exists()
+    {
+        return bad("linux.mountLabel: SELinux is not enabled on this host".into());
+    }
     let private = |t: LinuxNamespaceType| seen.contains(&t);
     for key in linux.sysctl().iter().flat_map(|s| s.keys()) {
         check_sysctl(key, &private)?;

@@ -87,6 +87,7 @@ pub struct UpdateArgs {
 
 pub fn dispatch(cli: &RuntimeCli, log: &Logger) -> Result<i32> {
     let root = Root::new(&cli.root);
+    log.debug(&format!("root {}: {:?}", cli.root.display(), cli.command));
     match &cli.command {
         Command::Create(args) => {
             polis_runtime::cloned_exe::reexec_sealed()?;

@@ -493,6 +493,8 @@ fn init(
     rootfs::finish(spec)?;
     rootfs::set_names(spec)?;
     finalize::apply_limits(process, prepared)?;
+    finalize::apply_personality(linux)?;
+    finalize::set_exec_labels(process)?;
     let env = finalize::environment(process);
     let cwd = process.cwd();
     nix::unistd::chdir(cwd)

@@ -168,6 +168,10 @@ fn run(
         ch.expect("Ack")?;
     }
     finalize::apply_limits(process, prepared)?;
+    if let Some(linux) = record.config.linux() {
+        finalize::apply_personality(linux)?;
+    }
+    finalize::set_exec_labels(process)?;
     let env = finalize::environment(process);
     let cwd = process.cwd();
     nix::unistd::chdir(cwd)

@@ -211,6 +211,51 @@ fn apply_scheduler(s: &oci_spec::runtime::Scheduler) -> Result<()> {
     Ok(())
 }
 
+/// The execution domain (`linux.personality`): 64- or 32-bit Linux.
+pub fn apply_personality(linux: &oci_spec::runtime::Linux) -> Result<()> {
+    let Some(p) = linux.personality() else {
+        return Ok(());
+    };
+    if p.flags().as_ref().is_some_and(|f| !f.is_empty()) {
+        return Err(Error::Unsupported(format!(
+            "linux.personality.flags {:?}: no personality flags are supported",
+            p.flags()
+        )));
+    }
+    let domain: libc::c_ulong = match p.domain() {
+        oci_spec::runtime::LinuxPersonalityDomain::PerLinux => 0x0000,
+        oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 0x0008,
+    };
+    // SAFETY: personality(2) takes an integer.
+    if unsafe { libc::personality(domain) } == -1 {
+        return Err(Error::sys("personality", nix::errno::Errno::last()));
+    }
+    Ok(())
+}
+
+/// Ask the kernel to put the next execve under the AppArmor profile and SELinux label.
+pub fn set_exec_labels(process: &Process) -> Result<()> {
+    if let Some(profile) = process
+        .apparmor_profile()
+        .as_deref()
+        .filter(|p| !p.is_empty())
+    {
+        let attr = if Path::new("/proc/self/attr/apparmor/exec").exists() {
+            "/proc/self/attr/apparmor/exec"
+        } else {
+            "/proc/self/attr/exec"
+        };
+        std::fs::write(attr, format!("exec {profile}"))
+            .map_err(|e| Error::io("apply AppArmor profile: write", attr, e))?;
+    }
+    if let Some(label) = process.selinux_label().as_deref().filter(|l| !l.is_empty()) {
+        let attr = "/proc/self/attr/exec";
+        std::fs::write(attr, label)
+            .map_err(|e| Error::io("apply SELinux label: write", attr, e))?;
+    }
+    Ok(())
+}
+
 /// Become the configured user, keeping exactly the configured capabilities.
 pub fn switch_user(process: &Process, prepared: &Prepared, setgroups_allowed: bool) -> Result<()> {
     prepared.caps.apply_bounding()?;

@@ -309,8 +309,8 @@ fn mount_cgroups(root: &RootDir, m: &Mount, opts: &MountOptions, ctx: &MountCont
             dest.join(&cg.name)
         };
         let target = root.mkdir_all(&sub)?;
-        let fresh = if ctx.cgroup_ns && !ctx.in_user_ns || ctx.cgroup_ns && cg.v1_options.is_none()
-        {
+        // A v1 cgroup mount is refused in a user namespace; cgroup2 is fine there.
+        let fresh = if ctx.cgroup_ns && (!ctx.in_user_ns || cg.v1_options.is_none()) {
             let (fstype, data) = match &cg.v1_options {
                 Some(o) => ("cgroup", Some(o.as_str())),
                 None => ("cgroup2", None),

@@ -339,6 +339,8 @@ pub struct Container {
     pub root: PathBuf,
     pub cgroup_path: String,
     pub config: Value,
+    /// Runtime program and leading arguments (see `runtime()`); tests may swap it.
+    pub runtime: (PathBuf, Vec<String>),
     /// Init pid seen in `state`, checked for exit on drop.
     pub pid: Option<i32>,
     /// Set by tests that expect the runtime to leave nothing to delete.
@@ -368,6 +370,7 @@ impl Container {
             root,
             cgroup_path,
             config,
+            runtime: runtime(),
             pid: None,
             skip_leak_check: false,
         }
@@ -440,12 +443,21 @@ impl Container {
 
     /// A runtime command with this container's --root.
     pub fn command(&self) -> Command {
-        runtime_command(&self.root)
+        let mut cmd = Command::new(&self.runtime.0);
+        cmd.args(&self.runtime.1).arg("--root").arg(&self.root);
+        cmd
     }
 
-    /// Runs the runtime with `args` and waits (stdio piped; see `runtime_exec`).
+    /// Runs the runtime with `args` (stdin null, stdout/stderr piped) and waits.
+    /// Only for commands that leave no process holding the pipes.
     pub fn runtime(&self, args: &[&str]) -> RunOutput {
-        runtime_exec(&self.root, args)
+        let out = self
+            .command()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("spawn runtime");
+        RunOutput::from_output(out)
     }
 
     /// `run --bundle B ID` in the foreground: (container exit code, stdout, stderr).

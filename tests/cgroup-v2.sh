@@ -5,7 +5,8 @@
 #   tests/cgroup-v2.sh [ARGS...]     ARGS go to each test binary (e.g. a name filter)
 #
 # Environment:
-#   CGV2_TESTS           integration test files to run (default: "cgroups")
+#   CGV2_TESTS           PACKAGE:TEST pairs to run (default: the cgroup tests of the
+#                        runtime library and the end-to-end cgroup tests)
 #   POLIS_TEST_RUNTIME   passed into the VM (e.g. /usr/sbin/runc); unset = Polis
 set -euo pipefail
 
@@ -15,15 +16,16 @@ cd "$repo"
 cargo build -p polis
 
 status=0
-for test in ${CGV2_TESTS:-cgroups}; do
-  bin=$(cargo test -p polis --test "$test" --no-run --message-format=json \
+for entry in ${CGV2_TESTS:-polis-runtime:cgroups polis:cgroups}; do
+  pkg=${entry%%:*} test=${entry#*:}
+  bin=$(cargo test -p "$pkg" --test "$test" --no-run --message-format=json \
         | grep '"executable":"' | grep "\"name\":\"$test\"" \
         | sed -e 's/.*"executable":"\([^"]*\)".*/\1/' | tail -n1)
   if [ -z "$bin" ] || [ ! -x "$bin" ]; then
     echo "cgroup-v2.sh: no test executable for $test" >&2
     exit 1
   fi
-  echo "== $test (pure cgroup v2 VM): $bin"
+  echo "== $pkg $test (pure cgroup v2 VM): $bin"
   run=(env)
   if [ -n "${POLIS_TEST_RUNTIME:-}" ]; then
     run+=("POLIS_TEST_RUNTIME=$POLIS_TEST_RUNTIME")

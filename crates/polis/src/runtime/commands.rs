@@ -497,7 +497,10 @@ fn features() -> serde_json::Value {
             "mand", "noatime", "nodev", "nodiratime", "noexec", "nomand", "norelatime",
             "nostrictatime", "nosuid", "private", "rbind", "relatime", "remount", "ro",
             "rprivate", "rshared", "rslave", "runbindable", "rw", "shared", "silent", "slave",
-            "strictatime", "suid", "sync", "unbindable"
+            "strictatime", "suid", "sync", "unbindable", "rro", "rrw", "rnosuid", "rsuid",
+            "rnodev", "rdev", "rnoexec", "rexec", "rnodiratime", "rdiratime", "rrelatime",
+            "rnorelatime", "ratime", "rnoatime", "rstrictatime", "rnostrictatime",
+            "rnosymfollow", "rsymfollow"
         ],
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],

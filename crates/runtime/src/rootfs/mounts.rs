@@ -20,6 +20,80 @@ pub struct MountOptions {
     pub propagation: Vec<MsFlags>,
     /// Everything else, for the filesystem (`size=64m`, `mode=755`).
     pub data: Vec<String>,
+    /// Recursive attributes (`rro`, `rnosuid`, …), set with mount_setattr(2) on the
+    /// whole tree: (attributes to set, attributes to clear).
+    pub recursive: (u64, u64),
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+const MOUNT_ATTR_ATIME_MASK: u64 = 0x70;
+const MOUNT_ATTR_RELATIME: u64 = 0x0;
+const MOUNT_ATTR_NOATIME: u64 = 0x10;
+const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
+
+/// A recursive option: (attributes to set, attributes to clear).
+fn recursive_attr(opt: &str) -> Option<(u64, u64)> {
+    Some(match opt {
+        "rro" => (MOUNT_ATTR_RDONLY, 0),
+        "rrw" => (0, MOUNT_ATTR_RDONLY),
+        "rnosuid" => (MOUNT_ATTR_NOSUID, 0),
+        "rsuid" => (0, MOUNT_ATTR_NOSUID),
+        "rnodev" => (MOUNT_ATTR_NODEV, 0),
+        "rdev" => (0, MOUNT_ATTR_NODEV),
+        "rnoexec" => (MOUNT_ATTR_NOEXEC, 0),
+        "rexec" => (0, MOUNT_ATTR_NOEXEC),
+        "rnodiratime" => (MOUNT_ATTR_NODIRATIME, 0),
+        "rdiratime" => (0, MOUNT_ATTR_NODIRATIME),
+        "rrelatime" => (MOUNT_ATTR_RELATIME, MOUNT_ATTR_ATIME_MASK),
+        "rnorelatime" | "ratime" | "rnostrictatime" => (MOUNT_ATTR_RELATIME, MOUNT_ATTR_ATIME_MASK),
+        "rnoatime" => (MOUNT_ATTR_NOATIME, MOUNT_ATTR_ATIME_MASK),
+        "rstrictatime" => (MOUNT_ATTR_STRICTATIME, MOUNT_ATTR_ATIME_MASK),
+        "rnosymfollow" => (MOUNT_ATTR_NOSYMFOLLOW, 0),
+        "rsymfollow" => (0, MOUNT_ATTR_NOSYMFOLLOW),
+        _ => return None,
+    })
+}
+
+/// Set recursive attributes on the mount tree at `target` (an O_PATH handle).
+fn set_recursive_attrs(target: &OwnedFd, (set, clear): (u64, u64), what: &Path) -> Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let empty = c"";
+    // SAFETY: mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, attr, size): the fd is
+    // ours, the path a valid empty C string, and attr a mount_attr of the size passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            std::os::fd::AsRawFd::as_raw_fd(target),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if ret != 0 {
+        return Err(Error::sys(
+            format!("set recursive mount attributes on {}", what.display()),
+            nix::errno::Errno::last(),
+        ));
+    }
+    Ok(())
 }
 
 impl MountOptions {
@@ -29,6 +103,7 @@ impl MountOptions {
             cleared: MsFlags::empty(),
             propagation: Vec::new(),
             data: Vec::new(),
+            recursive: (0, 0),
         };
         for opt in options {
             let (set, clear): (MsFlags, MsFlags) = match opt.as_str() {
@@ -64,8 +139,13 @@ impl MountOptions {
                     o.propagation.push(propagation_flag(opt)?);
                     continue;
                 }
-                "tmpcopyup" | "idmap" | "ridmap" | "rro" | "rrw" | "rnosuid" | "rsuid"
-                | "rnodev" | "rdev" | "rnoexec" | "rexec" | "rnoatime" | "ratime" => {
+                r if recursive_attr(r).is_some() => {
+                    let (set, clear) = recursive_attr(r).unwrap_or_default();
+                    o.recursive.0 = (o.recursive.0 & !clear) | set;
+                    o.recursive.1 = (o.recursive.1 & !set) | clear;
+                    continue;
+                }
+                "tmpcopyup" | "idmap" | "ridmap" => {
                     return Err(Error::Unsupported(format!(
                         "mount option {opt:?} is not supported"
                     )))
@@ -233,13 +313,17 @@ fn relative(p: &Path) -> PathBuf {
     p.strip_prefix("/").unwrap_or(p).to_path_buf()
 }
 
+/// The last step of every mount: recursive attributes, then propagation.
 fn apply_propagation(root: &RootDir, dest: &Path, opts: &MountOptions) -> Result<()> {
-    if opts.propagation.is_empty() {
+    if opts.propagation.is_empty() && opts.recursive == (0, 0) {
         return Ok(());
     }
     let target = root
         .resolve(dest)
         .map_err(|e| Error::sys(format!("reopen {}", dest.display()), e))?;
+    if opts.recursive != (0, 0) {
+        set_recursive_attrs(&target, opts.recursive, dest)?;
+    }
     for flag in &opts.propagation {
         sys_mount(None, &fd_path(&target), None, *flag, None, dest)?;
     }
@@ -396,6 +480,18 @@ mod tests {
         assert!(o.cleared.contains(MsFlags::MS_RDONLY));
         let o = opts(&["rslave"]);
         assert_eq!(o.propagation, vec![MsFlags::MS_SLAVE | MsFlags::MS_REC]);
+    }
+
+    #[test]
+    fn recursive_options() {
+        let o = opts(&["rbind", "rro", "rnosuid", "rnoatime"]);
+        assert_eq!(
+            o.recursive.0,
+            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOATIME
+        );
+        assert_eq!(o.recursive.1, MOUNT_ATTR_ATIME_MASK);
+        let o = opts(&["rro", "rrw"]);
+        assert_eq!(o.recursive, (0, MOUNT_ATTR_RDONLY));
     }
 
     #[test]

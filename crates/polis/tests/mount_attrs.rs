@@ -59,3 +59,23 @@ fn rro_reaches_submounts() {
 fn plain_ro_leaves_submounts_writable() {
     assert_eq!(writes(&["rbind", "ro"]), "top-ro\nsub-rw\n");
 }
+
+#[test]
+fn tmpcopyup_fills_the_tmpfs_with_the_image_content() {
+    let mut c = Container::new("copyup");
+    std::fs::create_dir_all(c.rootfs().join("seed/dir")).unwrap();
+    std::fs::write(c.rootfs().join("seed/dir/file"), "from the image\n").unwrap();
+    std::os::unix::fs::symlink("dir/file", c.rootfs().join("seed/link")).unwrap();
+    c.add_mount(json!({
+        "destination": "/seed",
+        "type": "tmpfs",
+        "source": "tmpfs",
+        "options": ["tmpcopyup", "mode=755"],
+    }));
+    c.sh("grep -q ' /seed tmpfs ' /proc/mounts && echo tmpfs; cat /seed/link; echo new > /seed/dir/other && echo writable");
+    let out = c.run();
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert_eq!(out.stdout, "tmpfs\nfrom the image\nwritable\n");
+    // The image itself is untouched.
+    assert!(!c.rootfs().join("seed/dir/other").exists());
+}

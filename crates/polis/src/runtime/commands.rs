@@ -500,7 +500,7 @@ fn features() -> serde_json::Value {
             "strictatime", "suid", "sync", "unbindable", "rro", "rrw", "rnosuid", "rsuid",
             "rnodev", "rdev", "rnoexec", "rexec", "rnodiratime", "rdiratime", "rrelatime",
             "rnorelatime", "ratime", "rnoatime", "rstrictatime", "rnostrictatime",
-            "rnosymfollow", "rsymfollow"
+            "rnosymfollow", "rsymfollow", "tmpcopyup"
         ],
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],

@@ -20,6 +20,8 @@ pub struct MountOptions {
     pub propagation: Vec<MsFlags>,
     /// Everything else, for the filesystem (`size=64m`, `mode=755`).
     pub data: Vec<String>,
+    /// `tmpcopyup`: fill a new tmpfs with what the directory under it held.
+    pub copy_up: bool,
     /// Recursive attributes (`rro`, `rnosuid`, …), set with mount_setattr(2) on the
     /// whole tree: (attributes to set, attributes to clear).
     pub recursive: (u64, u64),
@@ -104,6 +106,7 @@ impl MountOptions {
             propagation: Vec::new(),
             data: Vec::new(),
             recursive: (0, 0),
+            copy_up: false,
         };
         for opt in options {
             let (set, clear): (MsFlags, MsFlags) = match opt.as_str() {
@@ -145,7 +148,11 @@ impl MountOptions {
                     o.recursive.1 = (o.recursive.1 & !set) | clear;
                     continue;
                 }
-                "tmpcopyup" | "idmap" | "ridmap" => {
+                "tmpcopyup" => {
+                    o.copy_up = true;
+                    continue;
+                }
+                "idmap" | "ridmap" => {
                     return Err(Error::Unsupported(format!(
                         "mount option {opt:?} is not supported"
                     )))
@@ -261,6 +268,18 @@ pub fn mount_entry(root: &RootDir, m: &Mount, ctx: &MountContext) -> Result<()> 
         return mount_bind(root, m, &opts, ctx);
     }
     let target = root.mkdir_all(dest)?;
+    if opts.copy_up && fstype != "tmpfs" {
+        return Err(Error::InvalidConfig(format!(
+            "mount on {}: tmpcopyup is only for tmpfs",
+            dest.display()
+        )));
+    }
+    // Held across the mount, this handle still sees the directory underneath.
+    let underneath = if opts.copy_up {
+        Some(reopen_dir(&target, dest)?)
+    } else {
+        None
+    };
     let data = opts.data.join(",");
     let data = (!data.is_empty()).then_some(data.as_str());
     let source = m
@@ -306,7 +325,47 @@ pub fn mount_entry(root: &RootDir, m: &Mount, ctx: &MountContext) -> Result<()> 
         }
         other => other?,
     }
+    if let Some(old) = underneath {
+        let new = root
+            .resolve(dest)
+            .map_err(|e| Error::sys(format!("reopen {}", dest.display()), e))?;
+        copy_tree(Path::new(&fd_path(&old)), Path::new(&fd_path(&new)))
+            .map_err(|e| Error::io("tmpcopyup: copy into", dest, e))?;
+    }
     apply_propagation(root, dest, &opts)
+}
+
+fn reopen_dir(fd: &OwnedFd, what: &Path) -> Result<OwnedFd> {
+    nix::fcntl::open(
+        fd_path(fd).as_str(),
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::sys(format!("open {}", what.display()), e))
+}
+
+/// Copy a directory tree with modes and owners; symlinks are copied, never followed.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::symlink_metadata(from)?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+    std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid()))?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let m = std::fs::symlink_metadata(&src)?;
+        if m.is_dir() {
+            std::fs::create_dir(&dst)?;
+            copy_tree(&src, &dst)?;
+        } else if m.file_type().is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+            std::os::unix::fs::lchown(&dst, Some(m.uid()), Some(m.gid()))?;
+        } else if m.is_file() {
+            std::fs::copy(&src, &dst)?;
+            std::os::unix::fs::lchown(&dst, Some(m.uid()), Some(m.gid()))?;
+        }
+    }
+    Ok(())
 }
 
 fn relative(p: &Path) -> PathBuf {

@@ -139,7 +139,8 @@ fn signal_pid(pid: i32, signal: i32) -> Result<()> {
 pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
     let record = match root.load(id) {
         Ok(r) => r,
-        Err(Error::NotFound(_)) if force => return Ok(()),
+        // A create killed halfway may have left a directory without a record.
+        Err(Error::NotFound(_)) if force => return root.remove(id),
         Err(e) => return Err(e),
     };
     let status = record.status(root);

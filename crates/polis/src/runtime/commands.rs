@@ -469,21 +469,40 @@ fn parse_interval(s: &str) -> Result<std::time::Duration> {
     }
 }
 
+/// runc's events: with --stats one stats event; otherwise a stats event every interval
+/// and an "oom" event as soon as the OOM killer strikes, until the container stops.
 fn events(root: &Root, interval: &str, once: bool, id: &str) -> Result<i32> {
     let interval = parse_interval(interval)?;
-    loop {
-        let record = root.load(id)?;
-        let stats = record.cgroup.stats()?;
-        let event = serde_json::json!({ "type": "stats", "id": id, "data": stats.0 });
+    let record = root.load(id)?;
+    let emit = |kind: &str, data: serde_json::Value| {
+        let mut event = serde_json::json!({ "type": kind, "id": id });
+        if !data.is_null() {
+            event["data"] = data;
+        }
         println!("{event}");
-        if once {
-            return Ok(0);
-        }
-        std::thread::sleep(interval);
-        if !record.init_alive() {
-            return Ok(0);
-        }
+    };
+    if once {
+        emit("stats", record.cgroup.stats()?.0);
+        return Ok(0);
     }
+    let tick = std::time::Duration::from_millis(100).min(interval);
+    let mut ooms = record.cgroup.oom_kills().unwrap_or(0);
+    let mut next_stats = std::time::Instant::now();
+    while record.init_alive() {
+        let now = record.cgroup.oom_kills().unwrap_or(ooms);
+        if now > ooms {
+            emit("oom", serde_json::Value::Null);
+            ooms = now;
+        }
+        if std::time::Instant::now() >= next_stats {
+            if let Ok(stats) = record.cgroup.stats() {
+                emit("stats", stats.0);
+            }
+            next_stats += interval;
+        }
+        std::thread::sleep(tick);
+    }
+    Ok(0)
 }
 
 fn features() -> serde_json::Value {

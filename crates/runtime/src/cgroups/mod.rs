@@ -517,6 +517,23 @@ impl CgroupManager {
         Ok(Stats(serde_json::Value::Object(data)))
     }
 
+    /// How many times the kernel's OOM killer has struck in this cgroup (for `events`).
+    pub fn oom_kills(&self) -> Result<u64> {
+        let Some(h) = self.controller("memory") else {
+            return Ok(0);
+        };
+        let file = match h.version {
+            Version::V1 => h.dir.join("memory.oom_control"),
+            Version::V2 => h.dir.join("memory.events"),
+        };
+        let text = std::fs::read_to_string(&file).map_err(|e| Error::io("read", &file, e))?;
+        Ok(text
+            .lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0))
+    }
+
     /// What the container's /sys/fs/cgroup should show.
     pub fn mounts(&self) -> Result<Vec<CgroupMount>> {
         let base = Path::new("/sys/fs/cgroup");

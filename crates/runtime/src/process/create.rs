@@ -20,7 +20,7 @@ use oci_spec::runtime::{
 use super::finalize;
 use super::namespaces::Plan;
 use super::{exit_child, Started};
-use crate::cgroups::CgroupManager;
+use crate::cgroups::{CgroupManager, CgroupMount};
 use crate::console;
 use crate::error::{Error, Result};
 use crate::hooks;
@@ -201,6 +201,24 @@ fn build(
     // Not left to the umask: a container user other than root must be able to write it.
     std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
         .map_err(|e| Error::io("chmod", &fifo, e))?;
+    let wants_cgroupfs = bundle
+        .spec
+        .mounts()
+        .iter()
+        .flatten()
+        .any(|m| matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")));
+    let setup = Setup {
+        bundle,
+        opts,
+        plan,
+        prepared,
+        fifo: &fifo,
+        cgroup_mounts: if wants_cgroupfs {
+            cgroup.mounts()?
+        } else {
+            Vec::new()
+        },
+    };
     let (parent, child) = channel_pair()?;
     // The init is a grandchild: as a subreaper we get it back when stage 1 exits, so
     // `run` can wait for it.
@@ -211,7 +229,7 @@ fn build(
     let stage1 = match unsafe { fork() }.map_err(|e| Error::sys("fork", e))? {
         ForkResult::Child => {
             drop(parent);
-            if let Err(e) = stage1(bundle, opts, plan, prepared, &child, &fifo) {
+            if let Err(e) = stage1(&setup, &child) {
                 let _ = child.send(&Message::Failed(e.to_string()));
                 exit_child(1);
             }
@@ -338,15 +356,20 @@ fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
     Ok(())
 }
 
+/// What the forked stages work from, all of it read and checked before the fork.
+struct Setup<'a> {
+    bundle: &'a Bundle,
+    opts: &'a CreateOptions,
+    plan: &'a Plan,
+    prepared: &'a finalize::Prepared,
+    fifo: &'a Path,
+    /// Resolved by the parent: the init, once in the cgroup, would see other paths.
+    cgroup_mounts: Vec<CgroupMount>,
+}
+
 /// Stage 1: namespaces, then fork the init.
-fn stage1(
-    bundle: &Bundle,
-    opts: &CreateOptions,
-    plan: &Plan,
-    prepared: &finalize::Prepared,
-    ch: &Channel,
-    fifo: &Path,
-) -> Result<()> {
+fn stage1(setup: &Setup, ch: &Channel) -> Result<()> {
+    let (bundle, plan) = (setup.bundle, setup.plan);
     ch.expect("Go")?;
     plan.join_all()?;
     let linux = bundle
@@ -374,7 +397,7 @@ fn stage1(
     // SAFETY: still single-threaded; the child runs only our code and ends in exec or _exit.
     match unsafe { fork() }.map_err(|e| Error::sys("fork init", e))? {
         ForkResult::Child => {
-            if let Err(e) = init(bundle, opts, plan, prepared, ch, fifo) {
+            if let Err(e) = init(setup, ch) {
                 let _ = ch.send(&Message::Failed(e.to_string()));
                 exit_child(1);
             }
@@ -409,14 +432,14 @@ fn write_time_offsets(linux: &oci_spec::runtime::Linux) -> Result<()> {
 }
 
 /// The container's init, up to the exec of the workload.
-fn init(
-    bundle: &Bundle,
-    opts: &CreateOptions,
-    plan: &Plan,
-    prepared: &finalize::Prepared,
-    ch: &Channel,
-    fifo: &Path,
-) -> Result<()> {
+fn init(setup: &Setup, ch: &Channel) -> Result<()> {
+    let (bundle, opts, plan, prepared, fifo) = (
+        setup.bundle,
+        setup.opts,
+        setup.plan,
+        setup.prepared,
+        setup.fifo,
+    );
     let spec = &bundle.spec;
     let process = spec
         .process()
@@ -438,18 +461,6 @@ fn init(
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| Error::sys(format!("open {}", fifo.display()), e))?;
-    let cgroup_mounts = match CgroupManager::new(linux.cgroups_path().as_deref(), &opts.id) {
-        Ok(cg)
-            if spec
-                .mounts()
-                .iter()
-                .flatten()
-                .any(|m| matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2"))) =>
-        {
-            cg.mounts()?
-        }
-        _ => Vec::new(),
-    };
     let ctx = MountContext {
         bundle: &bundle.dir,
         in_user_ns: plan.new_user
@@ -462,7 +473,7 @@ fn init(
                 .join
                 .iter()
                 .any(|(t, _)| *t == oci_spec::runtime::LinuxNamespaceType::Cgroup),
-        cgroup_mounts: &cgroup_mounts,
+        cgroup_mounts: &setup.cgroup_mounts,
     };
     rootfs::prepare(spec, &bundle.rootfs, &ctx)?;
     ch.send(&Message::RunCreateRuntimeHooks)?;

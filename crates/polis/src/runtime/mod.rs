@@ -30,9 +30,6 @@ pub struct RuntimeCli {
     /// Use systemd for cgroups (not supported: Polis manages cgroupfs directly).
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
-    /// Accepted for compatibility with callers that pass runc's rootless flag.
-    #[arg(long, global = true, value_name = "true|false|auto")]
-    pub rootless: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

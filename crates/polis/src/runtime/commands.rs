@@ -203,6 +203,7 @@ fn exec(root: &Root, args: &ExecArgs) -> Result<i32> {
         pid_file: args.pid_file.clone(),
         preserve_fds: args.preserve_fds,
         keep_pty,
+        ignore_paused: args.ignore_paused,
     };
     let started = process::exec(root, &args.id, &process, &opts)?;
     if args.detach {

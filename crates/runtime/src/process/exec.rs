@@ -25,6 +25,8 @@ pub struct ExecOptions {
     pub preserve_fds: u32,
     /// Keep the pty master (foreground exec with a terminal and no console socket).
     pub keep_pty: bool,
+    /// Allow exec into a paused container (the new process starts frozen).
+    pub ignore_paused: bool,
 }
 
 /// Start `process` in the container; returns once it is running (the caller may wait).
@@ -32,6 +34,7 @@ pub fn exec(root: &Root, id: &str, process: &Process, opts: &ExecOptions) -> Res
     let record = root.load(id)?;
     match record.status(root) {
         Status::Running | Status::Created => {}
+        Status::Paused if opts.ignore_paused => {}
         other => {
             return Err(Error::BadState {
                 id: id.to_string(),

@@ -32,7 +32,8 @@ pub struct ExecOptions {
 /// Start `process` in the container; returns once it is running (the caller may wait).
 pub fn exec(root: &Root, id: &str, process: &Process, opts: &ExecOptions) -> Result<Started> {
     let record = root.load(id)?;
-    match record.status(root) {
+    let status = record.status(root);
+    match status {
         Status::Running | Status::Created => {}
         Status::Paused if opts.ignore_paused => {}
         other => {
@@ -74,10 +75,14 @@ pub fn exec(root: &Root, id: &str, process: &Process, opts: &ExecOptions) -> Res
         let _ = waitpid(stage1, None);
         e
     };
-    record
-        .cgroup
-        .add_process(stage1.as_raw())
-        .map_err(kill_stage1)?;
+    // In a frozen cgroup the new process could not finish its setup: it joins once ready.
+    let frozen = status == Status::Paused;
+    if !frozen {
+        record
+            .cgroup
+            .add_process(stage1.as_raw())
+            .map_err(kill_stage1)?;
+    }
     parent.send(&Message::Go)?;
     let mut pid = None;
     let mut pty_master = None;
@@ -115,6 +120,9 @@ pub fn exec(root: &Root, id: &str, process: &Process, opts: &ExecOptions) -> Res
         }
     }
     let pid = pid.ok_or_else(|| Error::Init("exec pid never reported".into()))?;
+    if frozen {
+        record.cgroup.add_process(pid)?;
+    }
     if let Some(f) = &opts.pid_file {
         write_pid_file(f, pid)?;
     }

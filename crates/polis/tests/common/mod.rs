@@ -121,16 +121,20 @@ impl Drop for TempDir {
     }
 }
 
-/// Removes a directory tree; a leftover mount point is lazily detached first.
+/// Removes a directory tree, lazily unmounting anything still mounted below it.
 pub fn remove_tree(path: &Path) {
-    if fs::remove_dir_all(path).is_err() {
-        let _ = Command::new("umount")
-            .arg("-R")
-            .arg("-l")
-            .arg(path)
-            .status();
-        let _ = fs::remove_dir_all(path);
+    let mut mounts: Vec<String> = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
+        .filter(|m| Path::new(m).starts_with(path))
+        .collect();
+    // Deepest first.
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in mounts {
+        let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
     }
+    let _ = fs::remove_dir_all(path);
 }
 
 /// Path of the busybox template rootfs, built once per test process.

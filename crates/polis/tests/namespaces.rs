@@ -85,6 +85,7 @@ fn net_namespace_has_only_lo() {
     assert_eq!(lines[0], "lo", "{out}");
     assert!(lines[1].starts_with("net:["));
     assert_ne!(lines[1], host_ns("net"));
+    assert_eq!(lines[2], "down", "lo of a new netns starts down: {out}");
 }
 
 #[test]
@@ -240,57 +241,63 @@ fn time_namespace_offsets() {
     );
 }
 
-/// A named network namespace (ip netns) with a dummy interface; deleted on drop.
+/// A network namespace held by an `unshare --net sleep` child, with lo up so
+/// it differs from a fresh one; the child is killed on drop.
 struct NetNs {
-    name: String,
+    holder: std::process::Child,
 }
 
 impl NetNs {
-    fn new(name: &str) -> NetNs {
-        let name = unique_id(name);
-        let ok = |args: &[&str]| {
-            let st = Command::new("ip").args(args).status().unwrap();
-            assert!(st.success(), "ip {args:?} failed");
-        };
-        ok(&["netns", "add", &name]);
-        let ns = NetNs { name };
-        // No dummy driver on every kernel; a veth pair works everywhere.
-        ok(&[
-            "-n", &ns.name, "link", "add", "pveth0", "type", "veth", "peer", "name", "pveth1",
-        ]);
+    fn new() -> NetNs {
+        let holder = Command::new("unshare")
+            .args(["--net", "sleep", "1000"])
+            .spawn()
+            .expect("spawn unshare");
+        let ns = NetNs { holder };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while fs::read_link(ns.path()).ok() == fs::read_link("/proc/self/ns/net").ok()
+            || fs::read_to_string(format!("/proc/{}/cmdline", ns.holder.id()))
+                .unwrap_or_default()
+                .starts_with("unshare")
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "unshare --net never ran"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let st = Command::new("nsenter")
+            .arg(format!("--net={}", ns.path()))
+            .args(["ip", "link", "set", "lo", "up"])
+            .status()
+            .unwrap();
+        assert!(st.success(), "set lo up in the held netns");
         ns
     }
-    /// Interface names in the namespace, as `ls /sys/class/net` prints them.
-    fn interfaces(&self) -> String {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.name, "ls", "/sys/class/net"])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
     fn path(&self) -> String {
-        format!("/run/netns/{}", self.name)
+        format!("/proc/{}/ns/net", self.holder.id())
     }
 }
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
     }
 }
 
 #[test]
 fn join_network_namespace_by_path() {
-    let ns = NetNs::new("pjoin");
+    let ns = NetNs::new();
     let ino = fs::metadata(ns.path()).unwrap().ino();
     let mut c = Container::new("ns-join-net");
     c.set_namespace("network", Some(&ns.path()));
-    let out = run_sh(&mut c, "ls /sys/class/net; readlink /proc/self/ns/net");
-    assert_eq!(out, format!("{}net:[{ino}]\n", ns.interfaces()));
-    assert!(out.starts_with("lo\n"));
+    let out = run_sh(
+        &mut c,
+        "ls /sys/class/net; cat /sys/class/net/lo/operstate; readlink /proc/self/ns/net",
+    );
+    // lo is up only in the joined namespace (a new one has it down).
+    assert_eq!(out, format!("lo\nunknown\nnet:[{ino}]\n"));
 }
 
 #[test]

@@ -50,9 +50,10 @@ fn run_passes_exit_code_and_stdout() {
 #[test]
 fn run_exit_code_zero() {
     let mut c = Container::new("run-zero");
-    c.args(&["true"]);
+    c.sh("echo zero-ok");
     let out = c.run();
     assert_eq!(out.code, 0, "{out:#?}");
+    assert_eq!(out.stdout, "zero-ok\n");
 }
 
 #[test]

@@ -85,6 +85,8 @@ fn net_namespace_has_only_lo() {
     assert_eq!(lines[0], "lo", "{out}");
     assert!(lines[1].starts_with("net:["));
     assert_ne!(lines[1], host_ns("net"));
+    // Like runc, the runtime brings lo up in a new network namespace.
+    assert_eq!(lines[2], "unknown", "lo state: {out}");
 }
 
 #[test]
@@ -240,47 +242,62 @@ fn time_namespace_offsets() {
     );
 }
 
-/// A named network namespace (ip netns) with a dummy interface; deleted on drop.
+/// A network namespace held by an `unshare --net sleep` child, with an
+/// address on lo that identifies it; the child is killed on drop.
 struct NetNs {
-    name: String,
+    holder: std::process::Child,
 }
 
 impl NetNs {
-    fn new(name: &str) -> NetNs {
-        let name = unique_id(name);
-        let ok = |args: &[&str]| {
-            let st = Command::new("ip").args(args).status().unwrap();
-            assert!(st.success(), "ip {args:?} failed");
-        };
-        ok(&["netns", "add", &name]);
-        let ns = NetNs { name };
-        // No dummy driver on every kernel; a veth pair works everywhere.
-        ok(&[
-            "-n", &ns.name, "link", "add", "pveth0", "type", "veth", "peer", "name", "pveth1",
-        ]);
+    fn new() -> NetNs {
+        let holder = Command::new("unshare")
+            .args(["--net", "sleep", "1000"])
+            .spawn()
+            .expect("spawn unshare");
+        let ns = NetNs { holder };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while fs::read_link(ns.path()).ok() == fs::read_link("/proc/self/ns/net").ok()
+            || fs::read_to_string(format!("/proc/{}/cmdline", ns.holder.id()))
+                .unwrap_or_default()
+                .starts_with("unshare")
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "unshare --net never ran"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let st = Command::new("nsenter")
+            .arg(format!("--net={}", ns.path()))
+            .args(["ip", "addr", "add", "10.123.45.67/32", "dev", "lo"])
+            .status()
+            .unwrap();
+        assert!(st.success(), "add an address in the held netns");
         ns
     }
     fn path(&self) -> String {
-        format!("/run/netns/{}", self.name)
+        format!("/proc/{}/ns/net", self.holder.id())
     }
 }
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
     }
 }
 
 #[test]
 fn join_network_namespace_by_path() {
-    let ns = NetNs::new("pjoin");
+    let ns = NetNs::new();
     let ino = fs::metadata(ns.path()).unwrap().ino();
     let mut c = Container::new("ns-join-net");
     c.set_namespace("network", Some(&ns.path()));
-    let out = run_sh(&mut c, "ls /sys/class/net; readlink /proc/self/ns/net");
-    assert_eq!(out, format!("lo\npveth0\npveth1\nnet:[{ino}]\n"));
+    let out = run_sh(
+        &mut c,
+        "ls /sys/class/net; grep -q 10.123.45.67 /proc/net/fib_trie && echo has-addr; readlink /proc/self/ns/net",
+    );
+    assert_eq!(out, format!("lo\nhas-addr\nnet:[{ino}]\n"));
 }
 
 #[test]

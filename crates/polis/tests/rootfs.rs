@@ -236,8 +236,9 @@ fn host_mount_propagates(name: &str, propagation: &str) -> bool {
         &[],
         &["sh", "-c", "cat /m/sub/f 2>/dev/null || echo missing"],
     );
-    drop(c);
+    c.delete_force();
     sh(&format!("umount -R {h}"));
+    drop(c);
     assert_eq!(out.code, 0, "{out:#?}");
     match out.stdout.as_str() {
         "late\n" => true,

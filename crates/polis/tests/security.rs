@@ -107,6 +107,7 @@ fn host_fds_do_not_leak() {
     c.args(&["sleep", "1000"]);
     c.create_start();
     drop(f);
+    wait_for_exec(c.pid.unwrap(), "sleep");
     let fds: Vec<u32> = open_fds(c.pid.unwrap())
         .into_iter()
         .map(|(n, _)| n)
@@ -145,6 +146,7 @@ fn preserve_fds_passes_exactly_n_fds() {
     );
     c.pid = c.state()["pid"].as_i64().map(|p| p as i32);
     c.start().ok();
+    wait_for_exec(c.pid.unwrap(), "sleep");
     let fds = open_fds(c.pid.unwrap());
     let numbers: Vec<u32> = fds.iter().map(|(n, _)| *n).collect();
     assert_eq!(numbers, vec![0, 1, 2, 3], "{fds:?}");

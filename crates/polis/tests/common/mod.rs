@@ -121,16 +121,20 @@ impl Drop for TempDir {
     }
 }
 
-/// Removes a directory tree; a leftover mount point is lazily detached first.
+/// Removes a directory tree, lazily unmounting anything still mounted below it.
 pub fn remove_tree(path: &Path) {
-    if fs::remove_dir_all(path).is_err() {
-        let _ = Command::new("umount")
-            .arg("-R")
-            .arg("-l")
-            .arg(path)
-            .status();
-        let _ = fs::remove_dir_all(path);
+    let mut mounts: Vec<String> = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
+        .filter(|m| Path::new(m).starts_with(path))
+        .collect();
+    // Deepest first.
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in mounts {
+        let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
     }
+    let _ = fs::remove_dir_all(path);
 }
 
 /// Path of the busybox template rootfs, built once per test process.
@@ -615,10 +619,25 @@ impl Container {
         self.runtime(&all)
     }
 
-    /// create + start, panicking if either fails.
+    /// create + start, panicking if either fails; returns once the init
+    /// process runs the configured program (or has already exited).
     pub fn create_start(&mut self) {
         self.create().ok();
         self.start().ok();
+        let argv0 = self.config["process"]["args"][0]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if let Some(pid) = self.pid {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while process_alive(pid) && Instant::now() < deadline {
+                let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if cmdline.split(|b| *b == 0).next() == Some(argv0.as_bytes()) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
     }
 }
 
@@ -686,6 +705,20 @@ pub fn process_alive(pid: i32) -> bool {
             state != Some("Z") && state != Some("X")
         }
         Err(_) => false,
+    }
+}
+
+/// Waits until `pid` runs the program `argv0` (the runtime's `start` may return
+/// just before its init process execs the container's program).
+pub fn wait_for_exec(pid: i32, argv0: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if cmdline.split(|b| *b == 0).next() == Some(argv0.as_bytes()) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "pid {pid} never exec'd {argv0}");
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

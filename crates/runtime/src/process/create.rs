@@ -450,7 +450,9 @@ fn init(setup: &Setup, ch: &Channel) -> Result<()> {
         .as_ref()
         .ok_or_else(|| Error::InvalidConfig("linux: missing".into()))?;
     nix::unistd::setsid().map_err(|e| Error::sys("setsid", e))?;
-    // The die-with-parent signal is cleared: the init outlives the runtime.
+    if plan.create.contains(nix::sched::CloneFlags::CLONE_NEWNET) {
+        loopback_up()?;
+    }
     if !opts.no_new_keyring {
         join_session_keyring(&opts.id);
     }
@@ -576,6 +578,33 @@ pub(crate) fn load_seccomp(sc: SeccompProgram, ch: &Channel) -> Result<()> {
     if let Some(listener) = sc.load()? {
         ch.send_with_fd(&Message::SeccompListener, Some(listener.as_raw_fd()))?;
         ch.expect("Ack")?;
+    }
+    Ok(())
+}
+
+/// A new network namespace starts with `lo` down; bring it up, as runc does.
+fn loopback_up() -> Result<()> {
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| Error::sys("socket for lo", e))?;
+    // SAFETY: ifreq is a plain C struct; all-zero is valid.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we own, on our socket.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) != 0 {
+            return Err(Error::sys("get lo flags", nix::errno::Errno::last()));
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) != 0 {
+            return Err(Error::sys("bring lo up", nix::errno::Errno::last()));
+        }
     }
     Ok(())
 }

@@ -500,3 +500,33 @@ fn hook_timeout_fails_create() {
     assert!(c.try_state().is_err());
     assert_no_leaks(&c.id, &c.cgroup_path, &c.root, None);
 }
+
+#[test]
+fn exec_into_paused_container() {
+    let mut c = Container::new("exec-paused");
+    c.args(&["sleep", "1000"]);
+    c.create_start();
+    c.runtime(&["pause", &c.id]).ok();
+    // Refused by default…
+    let out = c.exec(&[], &["true"]);
+    assert_ne!(out.code, 0, "{out:#?}");
+    assert!(out.stderr.contains("paused"), "{}", out.stderr);
+    // …allowed with --ignore-paused: the process starts frozen and runs on resume.
+    let marker = "/dev/shm/ran";
+    // Its stdio goes to files: a frozen process would hold a pipe open.
+    let id = c.id.clone();
+    let out = c.spawn_to_files(&["exec", "--detach", "--ignore-paused", &id, "touch", marker]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid = c.pid.unwrap();
+    let inside = format!("/proc/{pid}/root{marker}");
+    assert!(!std::path::Path::new(&inside).exists(), "ran while frozen");
+    c.runtime(&["resume", &c.id]).ok();
+    assert!(
+        wait_for_file(
+            std::path::Path::new(&inside),
+            std::time::Duration::from_secs(5)
+        ),
+        "did not run after resume"
+    );
+}

@@ -43,8 +43,10 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| Error::sys(format!("open {}", fifo.display()), e))?;
-    // The init opens the other end as soon as we hold this one, and writes one byte.
+    // The init opens the other end as soon as we hold this one, runs the startContainer
+    // hooks and writes one byte; its close-on-exec writer then closes at the exec.
     let mut buf = [0u8; 1];
+    let mut got_byte = false;
     loop {
         let mut fds = [nix::poll::PollFd::new(
             reader.as_fd(),
@@ -52,12 +54,14 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
         )];
         let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16));
         match nix::unistd::read(&reader, &mut buf) {
-            Ok(1) => break,
+            Ok(1) => got_byte = true,
+            // End of file before the byte only means the init has not opened it yet.
+            Ok(_) if got_byte => break,
             Ok(_) | Err(nix::errno::Errno::EAGAIN) => {
                 if !record.init_alive() {
                     let _ = std::fs::remove_file(&fifo);
                     return Err(Error::Init(format!(
-                        "container {id}: init exited before start"
+                        "container {id}: init exited before its process started"
                     )));
                 }
             }

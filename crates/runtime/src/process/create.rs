@@ -262,7 +262,7 @@ fn build(
             }
             Message::RunCreateRuntimeHooks => {
                 let pid = init_pid.unwrap_or(0);
-                let json = creating_state(&opts.id, pid, bundle)?;
+                let json = state_json(&opts.id, pid, bundle, Status::Creating)?;
                 let h = spec.hooks().as_ref();
                 #[allow(deprecated)]
                 let prestart = h.and_then(|h| h.prestart().as_ref());
@@ -292,12 +292,12 @@ fn build(
     Ok(Started { pid, pty_master })
 }
 
-fn creating_state(id: &str, pid: i32, bundle: &Bundle) -> Result<Vec<u8>> {
+fn state_json(id: &str, pid: i32, bundle: &Bundle, status: Status) -> Result<Vec<u8>> {
     let state = state::OciState {
         oci_version: "1.0.2".into(),
         id: id.to_string(),
         pid,
-        status: Status::Creating,
+        status,
         bundle: bundle.dir.clone(),
         rootfs: bundle.rootfs.clone(),
         created: state::now_rfc3339(),
@@ -322,8 +322,13 @@ fn send_seccomp_listener(id: &str, pid: i32, bundle: &Bundle, listener: &OwnedFd
         .listener_path()
         .as_ref()
         .ok_or_else(|| Error::InvalidConfig("linux.seccomp.listenerPath: missing".into()))?;
-    let state = serde_json::from_slice::<serde_json::Value>(&creating_state(id, pid, bundle)?)
-        .map_err(|e| Error::Init(e.to_string()))?;
+    let state = serde_json::from_slice::<serde_json::Value>(&state_json(
+        id,
+        pid,
+        bundle,
+        Status::Creating,
+    )?)
+    .map_err(|e| Error::Init(e.to_string()))?;
     let mut doc = serde_json::to_value(ContainerProcessState::default())
         .map_err(|e| Error::Init(e.to_string()))?;
     doc["ociVersion"] = "1.0.2".into();
@@ -477,10 +482,15 @@ fn init(setup: &Setup, ch: &Channel) -> Result<()> {
                 .any(|(t, _)| *t == oci_spec::runtime::LinuxNamespaceType::Cgroup),
         cgroup_mounts: &setup.cgroup_mounts,
     };
+    // Hooks see the init's pid as the host sees it: the host's /proc still tells it.
+    let host_pid = std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str().and_then(|p| p.parse().ok()))
+        .unwrap_or_else(|| nix::unistd::getpid().as_raw());
     rootfs::prepare(spec, &bundle.rootfs, &ctx)?;
     ch.send(&Message::RunCreateRuntimeHooks)?;
     ch.expect("Ack")?;
-    let state = creating_state(&opts.id, nix::unistd::getpid().as_raw(), bundle)?;
+    let state = state_json(&opts.id, host_pid, bundle, Status::Creating)?;
     hooks::run_all(
         spec.hooks()
             .as_ref()
@@ -532,7 +542,7 @@ fn init(setup: &Setup, ch: &Channel) -> Result<()> {
     finalize::cloexec_from(3 + opts.preserve_fds)?;
     ch.send(&Message::Ready)?;
     // Nobody listens on the channel any more: later failures go to the container's stderr.
-    if let Err(e) = after_ready(bundle, opts, process, fifo_fd, seccomp, &program, &env) {
+    if let Err(e) = after_ready(bundle, opts, host_pid, fifo_fd, seccomp, &program, &env) {
         eprintln!("polis: {e}");
         exit_child(127);
     }
@@ -542,7 +552,7 @@ fn init(setup: &Setup, ch: &Channel) -> Result<()> {
 fn after_ready(
     bundle: &Bundle,
     opts: &CreateOptions,
-    process: &oci_spec::runtime::Process,
+    host_pid: i32,
     fifo_fd: OwnedFd,
     seccomp: Option<SeccompProgram>,
     program: &Path,
@@ -557,19 +567,24 @@ fn after_ready(
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| Error::sys("open exec fifo", e))?;
-    nix::unistd::write(&writer, b"0").map_err(|e| Error::sys("write exec fifo", e))?;
-    drop(writer);
     drop(fifo_fd);
-    let running = creating_state(&opts.id, nix::unistd::getpid().as_raw(), bundle)?;
+    let starting = state_json(&opts.id, host_pid, bundle, Status::Created)?;
     hooks::run_all(
         spec.hooks()
             .as_ref()
             .and_then(|h| h.start_container().as_ref()),
-        &running,
+        &starting,
     )?;
     if let Some(sc) = seccomp {
         sc.load()?;
     }
+    // `start` reads this byte, then waits for the end of file that the close-on-exec
+    // writer gives at the exec: poststart hooks then run after the workload started.
+    nix::unistd::write(&writer, b"0").map_err(|e| Error::sys("write exec fifo", e))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidConfig("process: missing".into()))?;
     Err(finalize::exec(program, process, env))
 }
 

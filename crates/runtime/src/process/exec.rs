@@ -123,6 +123,7 @@ pub fn exec(root: &Root, id: &str, process: &Process, opts: &ExecOptions) -> Res
     if frozen {
         record.cgroup.add_process(pid)?;
     }
+    parent.send(&Message::Ack)?;
     if let Some(f) = &opts.pid_file {
         write_pid_file(f, pid)?;
     }
@@ -217,9 +218,11 @@ fn run(
     finalize::switch_user(process, prepared, setgroups)?;
     finalize::set_no_new_privs(process)?;
     finalize::cloexec_from(3 + opts.preserve_fds)?;
+    ch.send(&Message::Ready)?;
+    // The parent may still have to put us in a frozen cgroup: wait until it has.
+    ch.expect("Ack")?;
     if let Some(sc) = seccomp {
         sc.load()?;
     }
-    ch.send(&Message::Ready)?;
     Err(finalize::exec(&program, process, &env))
 }

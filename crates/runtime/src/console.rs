@@ -93,6 +93,20 @@ pub fn attach_stdio(slave_path: &str) -> Result<()> {
     Ok(())
 }
 
+/// Where a new pty master goes: to the console socket if there is one (and closed
+/// here), else back to the caller, which serves the terminal itself.
+pub fn deliver(
+    master: Option<OwnedFd>,
+    slave: &str,
+    socket: Option<&Path>,
+) -> Result<Option<OwnedFd>> {
+    let master = master.ok_or_else(|| Error::Init("pty master missing".into()))?;
+    match socket {
+        Some(sock) => send_to_socket(sock, &master, slave).map(|()| None),
+        None => Ok(Some(master)),
+    }
+}
+
 /// Send the master to the console socket.
 pub fn send_to_socket(socket: &Path, master: &OwnedFd, slave_path: &str) -> Result<()> {
     let stream =

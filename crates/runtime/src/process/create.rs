@@ -271,11 +271,7 @@ fn build(
                 parent.send(&Message::Ack)?;
             }
             Message::ConsoleMaster { slave } => {
-                let master = fd.ok_or_else(|| Error::Init("pty master missing".into()))?;
-                match &opts.console_socket {
-                    Some(sock) => console::send_to_socket(sock, &master, &slave)?,
-                    None => pty_master = Some(master),
-                }
+                pty_master = console::deliver(fd, &slave, opts.console_socket.as_deref())?;
                 parent.send(&Message::Ack)?;
             }
             Message::SeccompListener => {
@@ -498,51 +494,13 @@ fn init(setup: &Setup, ch: &Channel) -> Result<()> {
         &state,
     )?;
     rootfs::enter(&bundle.rootfs, opts.no_pivot)?;
-    if process.terminal().unwrap_or(false) {
-        let size = process
-            .console_size()
-            .as_ref()
-            .map(|b| (b.height() as u16, b.width() as u16));
-        let pty = console::open_pty(size)?;
-        console::become_terminal(&pty)?;
-        ch.send_with_fd(
-            &Message::ConsoleMaster {
-                slave: pty.slave_path.clone(),
-            },
-            Some(pty.master.as_raw_fd()),
-        )?;
-        ch.expect("Ack")?;
-    }
+    finalize::open_terminal(process, ch, true)?;
     rootfs::finish(spec)?;
     rootfs::set_names(spec)?;
-    finalize::apply_limits(process, prepared)?;
-    finalize::apply_personality(linux)?;
-    finalize::set_exec_labels(process)?;
-    let env = finalize::environment(process);
-    let cwd = process.cwd();
-    nix::unistd::chdir(cwd)
-        .map_err(|e| Error::sys(format!("chdir to cwd {}", cwd.display()), e))?;
-    let program = finalize::find_executable(process, &env)?;
-    let nnp = process.no_new_privileges().unwrap_or(false);
-    let mut seccomp = match linux.seccomp() {
-        Some(s) => Some(SeccompProgram::compile(s)?),
-        None => None,
-    };
-    // Without no_new_privs the filter must go in while we still hold CAP_SYS_ADMIN; a
-    // notify listener must reach the parent before we report ready.
-    if let Some(sc) = seccomp.take_if(|s| !nnp || s.needs_listener()) {
-        load_seccomp(sc, ch)?;
-    }
-    let setgroups = !plan.new_user
-        || std::fs::read_to_string("/proc/self/setgroups")
-            .map(|s| s.trim() == "allow")
-            .unwrap_or(true);
-    finalize::switch_user(process, prepared, setgroups)?;
-    finalize::set_no_new_privs(process)?;
-    finalize::cloexec_from(3 + opts.preserve_fds)?;
+    let ready = finalize::become_workload(process, prepared, Some(linux), opts.preserve_fds, ch)?;
     ch.send(&Message::Ready)?;
     // Nobody listens on the channel any more: later failures go to the container's stderr.
-    if let Err(e) = after_ready(bundle, opts, host_pid, fifo_fd, seccomp, &program, &env) {
+    if let Err(e) = after_ready(bundle, opts, host_pid, fifo_fd, ready) {
         eprintln!("polis: {e}");
         exit_child(127);
     }
@@ -554,9 +512,7 @@ fn after_ready(
     opts: &CreateOptions,
     host_pid: i32,
     fifo_fd: OwnedFd,
-    seccomp: Option<SeccompProgram>,
-    program: &Path,
-    env: &[String],
+    ready: finalize::ReadyToExec,
 ) -> Result<()> {
     let spec = &bundle.spec;
     // Wait for `start`: opening the fifo for writing blocks until it opens it for reading.
@@ -575,7 +531,7 @@ fn after_ready(
             .and_then(|h| h.start_container().as_ref()),
         &starting,
     )?;
-    if let Some(sc) = seccomp {
+    if let Some(sc) = ready.late_seccomp {
         sc.load()?;
     }
     // `start` reads this byte, then waits for the end of file that the close-on-exec
@@ -585,16 +541,7 @@ fn after_ready(
         .process()
         .as_ref()
         .ok_or_else(|| Error::InvalidConfig("process: missing".into()))?;
-    Err(finalize::exec(program, process, env))
-}
-
-/// Load the filter; hand a notify listener to the parent, which passes it on.
-pub(crate) fn load_seccomp(sc: SeccompProgram, ch: &Channel) -> Result<()> {
-    if let Some(listener) = sc.load()? {
-        ch.send_with_fd(&Message::SeccompListener, Some(listener.as_raw_fd()))?;
-        ch.expect("Ack")?;
-    }
-    Ok(())
+    Err(finalize::exec(&ready.program, process, &ready.env))
 }
 
 /// A new network namespace starts with `lo` down; bring it up, as runc does.

@@ -1,20 +1,18 @@
 //! `exec`: a new process in a running container. It joins the init's namespaces and
 //! cgroup, then goes through the same finishing steps as the init.
 
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult};
 use oci_spec::runtime::Process;
 
-use super::create::{load_seccomp, write_pid_file};
+use super::create::write_pid_file;
 use super::finalize;
 use super::namespaces::Plan;
 use super::{exit_child, Started};
 use crate::console;
 use crate::error::{Error, Result};
-use crate::seccomp::SeccompProgram;
 use crate::state::{Record, Root, Status};
 use crate::sync::{channel_pair, Channel, Message};
 
@@ -98,11 +96,7 @@ pub fn exec(root: &Root, id: &str, process: &Process, opts: &ExecOptions) -> Res
                 pid = Some(p);
             }
             Message::ConsoleMaster { slave } => {
-                let master: OwnedFd = fd.ok_or_else(|| Error::Init("pty master missing".into()))?;
-                match &opts.console_socket {
-                    Some(sock) => console::send_to_socket(sock, &master, &slave)?,
-                    None => pty_master = Some(master),
-                }
+                pty_master = console::deliver(fd, &slave, opts.console_socket.as_deref())?;
                 parent.send(&Message::Ack)?;
             }
             Message::SeccompListener => {
@@ -164,65 +158,19 @@ fn run(
     opts: &ExecOptions,
 ) -> Result<()> {
     nix::unistd::setsid().map_err(|e| Error::sys("setsid", e))?;
-    if process.terminal().unwrap_or(false) {
-        let size = process
-            .console_size()
-            .as_ref()
-            .map(|b| (b.height() as u16, b.width() as u16));
-        let pty = console::open_pty(size)?;
-        console::attach_stdio(&pty.slave_path)?;
-        ch.send_with_fd(
-            &Message::ConsoleMaster {
-                slave: pty.slave_path.clone(),
-            },
-            Some(pty.master.as_raw_fd()),
-        )?;
-        ch.expect("Ack")?;
-    }
-    finalize::apply_limits(process, prepared)?;
-    if let Some(linux) = record.config.linux() {
-        finalize::apply_personality(linux)?;
-    }
-    finalize::set_exec_labels(process)?;
-    let env = finalize::environment(process);
-    let cwd = process.cwd();
-    nix::unistd::chdir(cwd)
-        .map_err(|e| Error::sys(format!("chdir to cwd {}", cwd.display()), e))?;
-    let program = finalize::find_executable(process, &env)?;
-    let nnp = process.no_new_privileges().unwrap_or(false);
-    let mut seccomp = match record
-        .config
-        .linux()
-        .as_ref()
-        .and_then(|l| l.seccomp().as_ref())
-    {
-        Some(s) => Some(SeccompProgram::compile(s)?),
-        None => None,
-    };
-    if let Some(sc) = seccomp.take_if(|s| !nnp || s.needs_listener()) {
-        load_seccomp(sc, ch)?;
-    }
-    let in_user_ns = record
-        .config
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|n| {
-            n.iter()
-                .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User)
-        });
-    let setgroups = !in_user_ns
-        || std::fs::read_to_string("/proc/self/setgroups")
-            .map(|s| s.trim() == "allow")
-            .unwrap_or(true);
-    finalize::switch_user(process, prepared, setgroups)?;
-    finalize::set_no_new_privs(process)?;
-    finalize::cloexec_from(3 + opts.preserve_fds)?;
+    finalize::open_terminal(process, ch, false)?;
+    let ready = finalize::become_workload(
+        process,
+        prepared,
+        record.config.linux().as_ref(),
+        opts.preserve_fds,
+        ch,
+    )?;
     ch.send(&Message::Ready)?;
     // The parent may still have to put us in a frozen cgroup: wait until it has.
     ch.expect("Ack")?;
-    if let Some(sc) = seccomp {
+    if let Some(sc) = ready.late_seccomp {
         sc.load()?;
     }
-    Err(finalize::exec(&program, process, &env))
+    Err(finalize::exec(&ready.program, process, &ready.env))
 }

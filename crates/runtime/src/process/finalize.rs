@@ -7,8 +7,92 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{PosixRlimit, Process};
 
+use std::os::fd::AsRawFd;
+
 use crate::capabilities::CapSets;
+use crate::console;
 use crate::error::{Error, Result};
+use crate::seccomp::SeccompProgram;
+use crate::sync::{Channel, Message};
+
+/// What is left once the parent has heard `Ready`: the exec itself.
+pub struct ReadyToExec {
+    pub program: PathBuf,
+    pub env: Vec<String>,
+    /// With no_new_privs the filter goes in last, to cover as few of our own calls as can be.
+    pub late_seccomp: Option<SeccompProgram>,
+}
+
+/// Give the process a pty (made in the container's devpts) and hand its master to the
+/// parent. The init also shows it as /dev/console.
+pub fn open_terminal(process: &Process, ch: &Channel, as_console: bool) -> Result<()> {
+    if !process.terminal().unwrap_or(false) {
+        return Ok(());
+    }
+    let size = process
+        .console_size()
+        .as_ref()
+        .map(|b| (b.height() as u16, b.width() as u16));
+    let pty = console::open_pty(size)?;
+    if as_console {
+        console::become_terminal(&pty)?;
+    } else {
+        console::attach_stdio(&pty.slave_path)?;
+    }
+    ch.send_with_fd(
+        &Message::ConsoleMaster {
+            slave: pty.slave_path.clone(),
+        },
+        Some(pty.master.as_raw_fd()),
+    )?;
+    ch.expect("Ack")
+}
+
+/// From limits to the user switch: the steps the init and every exec share, in the
+/// order the kernel needs them (privileged steps first).
+pub fn become_workload(
+    process: &Process,
+    prepared: &Prepared,
+    linux: Option<&oci_spec::runtime::Linux>,
+    preserve_fds: u32,
+    ch: &Channel,
+) -> Result<ReadyToExec> {
+    apply_limits(process, prepared)?;
+    if let Some(linux) = linux {
+        apply_personality(linux)?;
+    }
+    set_exec_labels(process)?;
+    let env = environment(process);
+    let cwd = process.cwd();
+    nix::unistd::chdir(cwd)
+        .map_err(|e| Error::sys(format!("chdir to cwd {}", cwd.display()), e))?;
+    let program = find_executable(process, &env)?;
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    let mut seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => Some(SeccompProgram::compile(s)?),
+        None => None,
+    };
+    // Without no_new_privs the filter must go in while we still hold CAP_SYS_ADMIN; a
+    // notify listener must reach the parent before we report ready.
+    if let Some(sc) = seccomp.take_if(|s| !nnp || s.needs_listener()) {
+        if let Some(listener) = sc.load()? {
+            ch.send_with_fd(&Message::SeccompListener, Some(listener.as_raw_fd()))?;
+            ch.expect("Ack")?;
+        }
+    }
+    // A user namespace whose gid map was written without setgroups reads "deny" here.
+    let setgroups = std::fs::read_to_string("/proc/self/setgroups")
+        .map(|s| s.trim() != "deny")
+        .unwrap_or(true);
+    switch_user(process, prepared, setgroups)?;
+    set_no_new_privs(process)?;
+    cloexec_from(3 + preserve_fds)?;
+    Ok(ReadyToExec {
+        program,
+        env,
+        late_seccomp: seccomp,
+    })
+}
 
 /// Everything checked up front (in the parent) so that bad values fail `create` early.
 pub struct Prepared {

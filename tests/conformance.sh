@@ -256,9 +256,9 @@ fi
 
 if want pidfile; then
     b=$(bundle pidfile "$long_running")
-    rt create --bundle "$b" --pid-file "$work/pidfile" c-pidfile </dev/null >/dev/null 2>&1
+    rt create --bundle "$b" --pid-file "$work/c-pidfile.pid" c-pidfile </dev/null >/dev/null 2>&1
     pid=$(rt state c-pidfile 2>/dev/null | jq .pid)
-    check "pidfile: holds the state's pid" "$([ -n "$pid" ] && [ "$pid" -gt 0 ] && [ "$(cat "$work/pidfile" 2>/dev/null)" = "$pid" ]; echo $?)"
+    check "pidfile: holds the state's pid" "$([ -n "$pid" ] && [ "$pid" -gt 0 ] && [ "$(cat "$work/c-pidfile.pid" 2>/dev/null)" = "$pid" ]; echo $?)"
     rt delete -f c-pidfile >/dev/null 2>&1
 fi
 

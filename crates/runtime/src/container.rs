@@ -72,7 +72,8 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
     let _ = std::fs::remove_file(&fifo);
     let json = serde_json::to_vec(&record.oci_state(Status::Running))
         .map_err(|e| Error::Init(e.to_string()))?;
-    if let Err(e) = hooks::run_all(
+    // A failed poststart hook is a warning; the remaining hooks still run.
+    for e in hooks::run_each(
         record
             .config
             .hooks()
@@ -80,8 +81,7 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
             .and_then(|h| h.poststart().as_ref()),
         &json,
     ) {
-        // The workload runs already; a failed poststart hook is reported, not fatal.
-        eprintln!("polis: poststart: {e}");
+        eprintln!("polis: warning: poststart: {e}");
     }
     Ok(())
 }
@@ -180,7 +180,8 @@ fn kill_and_wait(record: &Record) -> Result<()> {
 fn destroy(root: &Root, record: &Record) -> Result<()> {
     let mut first_error = None;
     let json = serde_json::to_vec(&record.oci_state(Status::Stopped)).unwrap_or_default();
-    if let Err(e) = hooks::run_all(
+    // A failed poststop hook is a warning; the remaining hooks still run.
+    for e in hooks::run_each(
         record
             .config
             .hooks()
@@ -188,7 +189,7 @@ fn destroy(root: &Root, record: &Record) -> Result<()> {
             .and_then(|h| h.poststop().as_ref()),
         &json,
     ) {
-        eprintln!("polis: poststop: {e}");
+        eprintln!("polis: warning: poststop: {e}");
     }
     // Processes may still be leaving the cgroup; wait a moment for them.
     let deadline = Instant::now() + Duration::from_secs(5);

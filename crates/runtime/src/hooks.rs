@@ -1,5 +1,6 @@
 //! Lifecycle hooks: each runs with the container's state JSON on its stdin, under its
-//! timeout; a failing hook fails the step it belongs to.
+//! timeout; a failing hook fails the step it belongs to, except poststart and poststop
+//! hooks, whose failures are warnings.
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -16,6 +17,18 @@ pub fn run_all(hooks: Option<&Vec<Hook>>, state_json: &[u8]) -> Result<()> {
         run(hook, state_json)?;
     }
     Ok(())
+}
+
+/// Run every one of `hooks` in order, even after one fails, and return the failures.
+///
+/// For poststart and poststop hooks the spec says a failure is a warning and "the
+/// remaining hooks and lifecycle continue as if the hook had succeeded".
+pub fn run_each(hooks: Option<&Vec<Hook>>, state_json: &[u8]) -> Vec<Error> {
+    hooks
+        .into_iter()
+        .flatten()
+        .filter_map(|hook| run(hook, state_json).err())
+        .collect()
 }
 
 fn run(hook: &Hook, state_json: &[u8]) -> Result<()> {

@@ -435,11 +435,34 @@ pub fn find_executable(process: &Process, env: &[String]) -> Result<PathBuf> {
 }
 
 /// Mark every descriptor from `first` on close-on-exec, so nothing of ours leaks.
+///
+/// A seccomp filter loaded before this point (needed when noNewPrivileges is off) may
+/// deny close_range, as older profiles that predate it do with EPERM; then every open
+/// descriptor listed in /proc/self/fd is marked one by one with fcntl, as runc does.
 pub fn cloexec_from(first: u32) -> Result<()> {
     // SAFETY: close_range with integer arguments; CLOEXEC closes nothing now.
     let ret = unsafe { libc::close_range(first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
-    if ret != 0 {
-        return Err(Error::sys("close_range", nix::errno::Errno::last()));
+    if ret == 0 {
+        return Ok(());
+    }
+    let close_range_err = nix::errno::Errno::last();
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map_err(|e| Error::io("read_dir", "/proc/self/fd", e))?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd: &i32| fd >= 0 && fd as u32 >= first)
+        .collect();
+    for fd in fds {
+        // SAFETY: fcntl F_SETFD on a descriptor number; one that the directory listing
+        // itself held and closed since fails with EBADF, which is ignored.
+        let ret = unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        if ret != 0 && nix::errno::Errno::last() != nix::errno::Errno::EBADF {
+            return Err(Error::sys(
+                format!(
+                    "close_range ({close_range_err}), then fcntl F_SETFD FD_CLOEXEC on fd {fd}"
+                ),
+                nix::errno::Errno::last(),
+            ));
+        }
     }
     Ok(())
 }

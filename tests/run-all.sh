@@ -19,6 +19,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test --workspace"
 cargo test --workspace
 
+step "OCI conformance checks"
+cargo build -p polis
+"$repo/tests/conformance.sh"
+
 step "cgroup v2 (VM)"
 "$repo/tests/cgroup-v2.sh"
 

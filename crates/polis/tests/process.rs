@@ -338,3 +338,68 @@ fn terminal_without_console_socket_fails() {
     assert_ne!(out.code, 0, "{out:#?}");
     assert!(c.try_state().is_err());
 }
+
+#[test]
+fn io_priority_and_scheduler() {
+    if !require_polis("ioPriority and scheduler (runc 1.1 predates them)") {
+        return;
+    }
+    let mut c = Container::new("sched");
+    c.args(&["sleep", "1000"]);
+    c.config["process"]["ioPriority"] = json!({ "class": "IOPRIO_CLASS_BE", "priority": 6 });
+    c.config["process"]["scheduler"] = json!({ "policy": "SCHED_BATCH", "nice": 7 });
+    c.create_start();
+    let pid = c.pid.unwrap();
+    // SAFETY: ioprio_get(IOPRIO_WHO_PROCESS, pid) and sched_getscheduler(pid): integers only.
+    let (ioprio, policy) = unsafe {
+        (
+            libc::syscall(libc::SYS_ioprio_get, 1, pid),
+            libc::sched_getscheduler(pid),
+        )
+    };
+    assert_eq!(ioprio, (2 << 13) | 6, "ioprio class BE, level 6");
+    assert_eq!(policy, libc::SCHED_BATCH);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let nice: i32 = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .nth(16)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(nice, 7);
+}
+
+#[test]
+fn personality_linux32() {
+    let mut c = Container::new("pers32");
+    c.config["linux"]["personality"] = json!({ "domain": "LINUX32" });
+    let out = run_sh(&mut c, "uname -m");
+    assert_eq!(out, "i686\n");
+}
+
+#[test]
+fn security_labels_without_lsm_are_refused() {
+    if std::path::Path::new("/sys/module/apparmor/parameters/enabled").exists()
+        || std::path::Path::new("/sys/fs/selinux/enforce").exists()
+    {
+        eprintln!("skipped: this host has an LSM enabled");
+        return;
+    }
+    for (key, value, lsm) in [
+        ("apparmorProfile", "polis-test", "AppArmor"),
+        (
+            "selinuxLabel",
+            "system_u:system_r:container_t:s0",
+            "SELinux",
+        ),
+    ] {
+        let mut c = Container::new("lsm");
+        c.args(&["true"]);
+        c.config["process"][key] = json!(value);
+        c.skip_leak_check = true;
+        let out = c.create();
+        assert_ne!(out.code, 0, "{out:#?}");
+        assert!(out.stderr.contains(lsm), "{}", out.stderr);
+        assert_no_leaks(&c.id, &c.cgroup_path, &c.root, None);
+    }
+}

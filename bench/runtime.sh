@@ -10,6 +10,7 @@
 # layout. Each runtime's containers use their own cgroup under /polis/bench-*.
 #
 # Environment: RUNS (default 100), POLIS_BIN (skip the release build),
+# POLIS_STATIC=1 (build a static-pie binary instead, see bench/README.md),
 # OUT (directory for the hyperfine JSON files, default a temp dir, removed).
 set -euo pipefail
 
@@ -21,7 +22,16 @@ umount /sys/fs/cgroup/unified 2>/dev/null || true
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${RUNS:-100}
-if [[ -z "${POLIS_BIN:-}" ]]; then
+if [[ -z "${POLIS_BIN:-}" && -n "${POLIS_STATIC:-}" ]]; then
+    # glibc and libseccomp linked in: no dynamic loader work at each of the two
+    # execs a create/run/exec makes. An explicit --target keeps crt-static away from
+    # proc macros and build scripts.
+    (cd "$REPO" && LIBSECCOMP_LINK_TYPE=static \
+        LIBSECCOMP_LIB_PATH=${LIBSECCOMP_LIB_PATH:-/usr/lib/x86_64-linux-gnu} \
+        RUSTFLAGS="-C target-feature=+crt-static" \
+        cargo build -q --release -p polis --target x86_64-unknown-linux-gnu)
+    POLIS_BIN=$REPO/target/x86_64-unknown-linux-gnu/release/polis
+elif [[ -z "${POLIS_BIN:-}" ]]; then
     (cd "$REPO" && cargo build -q --release -p polis)
     POLIS_BIN=$REPO/target/release/polis
 fi

@@ -175,6 +175,9 @@ leftover=$(find /sys/fs/cgroup/*/polis/podman-test -mindepth 1 -type d -name 'li
 [[ -z $leftover ]] && pass "no container cgroups left" || fail "container cgroups left: $leftover"
 procs=$(cat /sys/fs/cgroup/*/polis/podman-test/libpod-*/cgroup.procs 2>/dev/null)
 [[ -z $procs ]] || fail "container processes left: $procs"
+# conmon and anything else started for this store carries its paths on the command line.
+stray=$(pgrep -f -- "$T/(root|runroot)" 2>/dev/null)
+[[ -z $stray ]] && pass "no conmon or container process left" || fail "processes left: $(ps -o pid=,args= -p "${stray//$'\n'/,}")"
 
 if [[ $FAILURES -ne 0 ]]; then
     echo "$FAILURES check(s) failed" >&2

@@ -58,7 +58,6 @@ cleanup() {
             [[ -d $c ]] && rmdir "$c" 2>/dev/null || true
         done
     done
-    rmdir /sys/fs/cgroup/*/polis 2>/dev/null || true
     umount "$T/state" 2>/dev/null || true
     rm -rf "$T"
 }

@@ -62,7 +62,7 @@ cleanup() {
     pm rm -af -t 0 >/dev/null 2>&1
     pm rmi -af >/dev/null 2>&1
     # Remove podman's leftovers (conmon cgroup) bottom-up.
-    for c in /sys/fs/cgroup/*/polis/podman-test; do
+    for c in /sys/fs/cgroup/polis/podman-test /sys/fs/cgroup/*/polis/podman-test; do
         [[ -d $c ]] && find "$c" -depth -type d -exec rmdir {} \; 2>/dev/null
     done
     umount -R "$T/root" "$T/runroot" 2>/dev/null
@@ -171,9 +171,9 @@ check_limit "cpus 0.5" "$cpu_want" --cpus=0.5 cpu/cpu.cfs_quota_us cpu.max
 # --- cleanup ---------------------------------------------------------------
 left=$(pm ps -aq 2>&1)
 [[ -z $left ]] && pass "no containers left" || fail "containers left: $left"
-leftover=$(find /sys/fs/cgroup/*/polis/podman-test -mindepth 1 -type d -name 'libpod-*' 2>/dev/null)
+leftover=$(find /sys/fs/cgroup/polis/podman-test /sys/fs/cgroup/*/polis/podman-test -mindepth 1 -type d -name 'libpod-*' 2>/dev/null)
 [[ -z $leftover ]] && pass "no container cgroups left" || fail "container cgroups left: $leftover"
-procs=$(cat /sys/fs/cgroup/*/polis/podman-test/libpod-*/cgroup.procs 2>/dev/null)
+procs=$(cat /sys/fs/cgroup/polis/podman-test/libpod-*/cgroup.procs /sys/fs/cgroup/*/polis/podman-test/libpod-*/cgroup.procs 2>/dev/null)
 [[ -z $procs ]] || fail "container processes left: $procs"
 # conmon and anything else started for this store carries its paths on the command line.
 stray=$(pgrep -f -- "$T/(root|runroot)" 2>/dev/null)

@@ -23,6 +23,9 @@ step "OCI conformance checks"
 cargo build -p polis
 "$repo/tests/conformance.sh"
 
+step "Podman with polis-runtime"
+"$repo/tests/podman.sh"
+
 step "cgroup v2 (VM)"
 "$repo/tests/cgroup-v2.sh"
 

@@ -65,13 +65,7 @@ trap cleanup EXIT
 
 # --- busybox rootfs, one bundle per runtime (own cgroup) ----------------------
 R=$T/rootfs
-mkdir -p "$R"/{bin,etc,tmp,proc,sys,dev}
-cp /bin/busybox "$R/bin/busybox"
-for applet in $(/bin/busybox --list); do
-    [[ $applet == busybox ]] || ln -s busybox "$R/bin/$applet"
-done
-echo 'root:x:0:0:root:/root:/bin/sh' >"$R/etc/passwd"
-echo 'root:x:0:' >"$R/etc/group"
+"$REPO/tests/lib/busybox-rootfs.sh" "$R"
 for n in "${NAMES[@]}"; do
     b=$T/bundle-$n
     mkdir -p "$b" "$T/state/$n"

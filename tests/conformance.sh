@@ -51,14 +51,7 @@ export GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOCACHE=$work/gocache C
 
 # --- busybox rootfs -----------------------------------------------------------
 rootfs=$work/rootfs
-mkdir -p "$rootfs"/{bin,etc,dev,proc,sys,tmp,root,var}
-cp /bin/busybox "$rootfs/bin/"
-for applet in $(/bin/busybox --list); do
-    [ "$applet" = busybox ] || ln -sf busybox "$rootfs/bin/$applet"
-done
-printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n' >"$rootfs/etc/passwd"
-printf 'root:x:0:\ntty:x:5:\nnobody:x:65534:\n' >"$rootfs/etc/group"
-chmod 1777 "$rootfs/tmp"
+"$here/lib/busybox-rootfs.sh" "$rootfs"
 mkdir -p "$rootfs/masked-dir" "$rootfs/readonly-dir"
 echo secret >"$rootfs/masked-dir/file"
 echo secret >"$rootfs/masked-file"

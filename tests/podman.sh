@@ -72,14 +72,7 @@ trap cleanup EXIT
 
 # --- image -----------------------------------------------------------------
 R=$T/rootfs
-mkdir -p "$R"/{bin,etc,tmp,proc,sys,dev}
-cp /bin/busybox "$R/bin/busybox"
-for applet in $(/bin/busybox --list); do
-    [[ $applet == busybox ]] || ln -s busybox "$R/bin/$applet"
-done
-echo 'root:x:0:0:root:/root:/bin/sh' >"$R/etc/passwd"
-echo 'root:x:0:' >"$R/etc/group"
-chmod 1777 "$R/tmp"
+"$REPO/tests/lib/busybox-rootfs.sh" "$R"
 tar -C "$R" -c . | pm import - "$IMAGE" >/dev/null 2>&1 || { echo "FAIL: import" >&2; exit 1; }
 
 # --- run --rm --------------------------------------------------------------

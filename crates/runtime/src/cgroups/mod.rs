@@ -367,6 +367,22 @@ impl CgroupManager {
         Ok(())
     }
 
+    /// Move the calling process, which must be single-threaded, into the cgroup.
+    ///
+    /// On v1 this writes "0" (the caller) to `tasks`: moving only the current thread
+    /// spares the kernel the global threadgroup lock and its RCU grace period, which
+    /// writing a pid to `cgroup.procs` waits for (10 ms and more per container start).
+    /// For a single-threaded process the result is the same.
+    pub fn join_current(&self) -> Result<()> {
+        for h in &self.hierarchies {
+            match h.version {
+                Version::V1 => fs::write(&h.dir, "tasks", "0")?,
+                Version::V2 => fs::write(&h.dir, "cgroup.procs", "0")?,
+            }
+        }
+        Ok(())
+    }
+
     /// Apply new limits to a live cgroup (`update`).
     pub fn set(&self, resources: &LinuxResources) -> Result<()> {
         if self.layout == Layout::Hybrid {

@@ -224,25 +224,51 @@ fn build(
     // `run` can wait for it.
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    // SAFETY: the runtime is single-threaded here; the child only runs our own code
-    // and leaves through _exit.
-    let stage1 = match unsafe { fork() }.map_err(|e| Error::sys("fork", e))? {
-        ForkResult::Child => {
-            drop(parent);
-            if let Err(e) = stage1(&setup, &child) {
-                let _ = child.send(&Message::Failed(e.to_string()));
-                exit_child(1);
+    let direct = plan.join.is_empty() && !plan.new_user && !plan.new_time;
+    let first = if direct {
+        // Nothing to join and no id maps to wait for: one clone makes the init itself,
+        // in all its new namespaces but the cgroup one, which must come after it has
+        // joined its cgroup.
+        let flags = plan.create - nix::sched::CloneFlags::CLONE_NEWCGROUP;
+        match super::clone_process(flags)? {
+            None => {
+                drop(parent);
+                let result = cgroup.join_current().and_then(|()| {
+                    if plan.new_cgroup {
+                        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+                            .map_err(|e| Error::sys("unshare cgroup namespace", e))?;
+                    }
+                    init(&setup, &child)
+                });
+                if let Err(e) = result {
+                    let _ = child.send(&Message::Failed(e.to_string()));
+                    exit_child(1);
+                }
+                exit_child(0);
             }
-            exit_child(0);
+            Some(pid) => pid,
         }
-        ForkResult::Parent { child } => child,
+    } else {
+        match super::clone_process(nix::sched::CloneFlags::empty())? {
+            None => {
+                drop(parent);
+                if let Err(e) = cgroup.join_current().and_then(|()| stage1(&setup, &child)) {
+                    let _ = child.send(&Message::Failed(e.to_string()));
+                    exit_child(1);
+                }
+                exit_child(0);
+            }
+            Some(pid) => pid,
+        }
     };
     drop(child);
-    undo.pid = Some(stage1.as_raw());
-    cgroup.add_process(stage1.as_raw())?;
-    parent.send(&Message::Go)?;
+    undo.pid = Some(first.as_raw());
+    let mut init_pid = direct.then_some(first.as_raw());
+    if !direct {
+        // Stage 1 joins the cgroup itself, first thing (see `join_current`).
+        parent.send(&Message::Go)?;
+    }
     let spec = &bundle.spec;
-    let mut init_pid = None;
     let mut pty_master = None;
     loop {
         let Some((msg, fd)) = parent.recv()? else {
@@ -252,11 +278,11 @@ fn build(
         };
         match msg {
             Message::MapIds => {
-                write_id_maps(stage1.as_raw(), spec)?;
+                write_id_maps(first.as_raw(), spec)?;
                 parent.send(&Message::Ack)?;
             }
             Message::InitPid(pid) => {
-                let _ = waitpid(stage1, None);
+                let _ = waitpid(first, None);
                 init_pid = Some(pid);
                 undo.pid = Some(pid);
             }

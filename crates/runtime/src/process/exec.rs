@@ -52,6 +52,8 @@ pub fn exec(root: &Root, id: &str, process: &Process, opts: &ExecOptions) -> Res
     crate::spec::validate_process(process)?;
     let prepared = finalize::prepare(process)?;
     let plan = Plan::for_exec(record.pid)?;
+    // In a frozen cgroup the new process could not finish its setup: it joins once ready.
+    let frozen = status == Status::Paused;
     let (parent, child) = channel_pair()?;
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
@@ -59,7 +61,16 @@ pub fn exec(root: &Root, id: &str, process: &Process, opts: &ExecOptions) -> Res
     let stage1 = match unsafe { fork() }.map_err(|e| Error::sys("fork", e))? {
         ForkResult::Child => {
             drop(parent);
-            if let Err(e) = stage1(&record, process, &plan, &prepared, &child, opts) {
+            // Join the cgroup ourselves (see `join_current`); a frozen one only once
+            // set up, by the parent.
+            let joined = if frozen {
+                Ok(())
+            } else {
+                record.cgroup.join_current()
+            };
+            if let Err(e) =
+                joined.and_then(|()| stage1(&record, process, &plan, &prepared, &child, opts))
+            {
                 let _ = child.send(&Message::Failed(e.to_string()));
                 exit_child(1);
             }
@@ -68,19 +79,6 @@ pub fn exec(root: &Root, id: &str, process: &Process, opts: &ExecOptions) -> Res
         ForkResult::Parent { child } => child,
     };
     drop(child);
-    let kill_stage1 = |e: Error| {
-        let _ = nix::sys::signal::kill(stage1, nix::sys::signal::Signal::SIGKILL);
-        let _ = waitpid(stage1, None);
-        e
-    };
-    // In a frozen cgroup the new process could not finish its setup: it joins once ready.
-    let frozen = status == Status::Paused;
-    if !frozen {
-        record
-            .cgroup
-            .add_process(stage1.as_raw())
-            .map_err(kill_stage1)?;
-    }
     parent.send(&Message::Go)?;
     let mut pid = None;
     let mut pty_master = None;

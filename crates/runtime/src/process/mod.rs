@@ -26,6 +26,36 @@ pub(crate) fn exit_child(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// fork(2), optionally straight into new namespaces (clone(2) without a new stack).
+/// Returns None in the child. The caller must be single-threaded: unlike glibc's fork
+/// this runs no atfork handlers.
+pub(crate) fn clone_process(
+    namespaces: nix::sched::CloneFlags,
+) -> crate::Result<Option<nix::unistd::Pid>> {
+    if namespaces.is_empty() {
+        // SAFETY: single-threaded caller; the child runs only our code and ends in exec
+        // or _exit.
+        return match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => Ok(None),
+            Ok(nix::unistd::ForkResult::Parent { child }) => Ok(Some(child)),
+            Err(e) => Err(crate::Error::sys("fork", e)),
+        };
+    }
+    let flags = namespaces.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
+    // SAFETY: clone with a NULL stack behaves as fork: the child continues on a copy of
+    // our stack. The caller is single-threaded, so no lock can be held by a thread that
+    // does not exist in the child.
+    let ret = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    match ret {
+        -1 => Err(crate::Error::sys(
+            format!("clone into new namespaces {namespaces:?}"),
+            nix::errno::Errno::last(),
+        )),
+        0 => Ok(None),
+        pid => Ok(Some(nix::unistd::Pid::from_raw(pid as i32))),
+    }
+}
+
 /// Where the stdio of a process comes from.
 #[derive(Debug, Clone, Default)]
 pub struct Terminal {

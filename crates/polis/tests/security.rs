@@ -389,3 +389,27 @@ fn invalid_mount_type() {
     c.add_mount(json!({"destination": "/x", "type": "no-such-fs", "source": "none"}));
     assert_clean_failure(&mut c, "bad mount type");
 }
+
+#[test]
+fn unsupported_spec_features_are_refused() {
+    if !require_polis("runc 1.1 has Intel RDT and ignores newer fields") {
+        return;
+    }
+    for (what, key, value) in [
+        ("intelRdt", "intelRdt", json!({ "closID": "polis" })),
+        ("netDevices", "netDevices", json!({ "eth9": {} })),
+        (
+            "memoryPolicy",
+            "memoryPolicy",
+            json!({ "mode": "MPOL_BIND", "nodes": "0" }),
+        ),
+    ] {
+        let mut c = Container::new("unsupported");
+        c.config["linux"][key] = value;
+        c.skip_leak_check = true;
+        let out = c.run();
+        assert_ne!(out.code, 0, "{what}: {out:#?}");
+        assert!(out.stderr.contains(what), "{what}: {}", out.stderr);
+        assert_no_leaks(&c.id, &c.cgroup_path, &c.root, None);
+    }
+}

@@ -120,6 +120,20 @@ pub fn validate(spec: &Spec) -> Result<()> {
     {
         return bad("linux.mountLabel: SELinux is not enabled on this host".into());
     }
+    // Parts of the spec this runtime does not implement: refused, never ignored.
+    let unsupported = [
+        ("linux.intelRdt", linux.intel_rdt().is_some()),
+        (
+            "linux.netDevices",
+            linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()),
+        ),
+        ("linux.memoryPolicy", linux.memory_policy().is_some()),
+    ];
+    if let Some((what, _)) = unsupported.iter().find(|(_, present)| *present) {
+        return Err(Error::Unsupported(format!(
+            "{what} is not supported by this runtime"
+        )));
+    }
     let private = |t: LinuxNamespaceType| seen.contains(&t);
     for key in linux.sysctl().iter().flat_map(|s| s.keys()) {
         check_sysctl(key, &private)?;
@@ -177,6 +191,11 @@ pub fn validate_process(process: &oci_spec::runtime::Process) -> Result<()> {
                 "process.args: must name the program to run".into(),
             ))
         }
+    }
+    if process.exec_cpu_affinity().is_some() {
+        return Err(Error::Unsupported(
+            "process.execCPUAffinity is not supported by this runtime".into(),
+        ));
     }
     if !process.cwd().is_absolute() {
         return Err(Error::InvalidConfig(format!(

@@ -230,11 +230,49 @@ echo done >> /out/log
 
 #[test]
 fn cve_2019_5736_runtime_binary_not_overwritable() {
+    cve_2019_5736_attack(false);
+}
+
+/// Installed on a read-only mount, the runtime skips its sealed re-exec: the mount alone
+/// must stop the same attack.
+#[test]
+fn cve_2019_5736_runtime_on_readonly_mount() {
+    if !require_polis("the read-only install path is Polis's") {
+        return;
+    }
+    cve_2019_5736_attack(true);
+}
+
+/// Unmounts the read-only bind on drop.
+struct Unmount(std::path::PathBuf);
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn cve_2019_5736_attack(readonly_mount: bool) {
     let mut c = Container::new("sec-cve");
     // Attack a private copy of the runtime so the real binary is never at risk.
-    let copy = c.dir.join("runtime-under-attack");
+    let bin_dir = c.dir.join("bin");
+    fs::create_dir_all(&bin_dir).unwrap();
+    let copy = bin_dir.join("runtime-under-attack");
     fs::copy(&c.runtime.0, &copy).unwrap();
     fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
+    let _unmount = readonly_mount.then(|| {
+        let bind = |args: &[&str]| {
+            let ok = Command::new("mount")
+                .args(args)
+                .arg(&bin_dir)
+                .arg(&bin_dir)
+                .status();
+            assert!(ok.unwrap().success(), "mount {args:?}");
+        };
+        bind(&["--bind"]);
+        let guard = Unmount(bin_dir.clone());
+        bind(&["-o", "remount,bind,ro"]);
+        guard
+    });
     c.runtime.0 = copy.clone();
     let before = read_bytes(&copy);
 

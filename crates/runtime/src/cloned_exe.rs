@@ -37,6 +37,16 @@ pub fn is_cloned() -> bool {
     memfd || (std::env::var_os(SEALED_ENV).is_some() && exe_on_overlayfs())
 }
 
+/// A binary on a read-only mount (an install on a read-only /usr, or a read-only bind
+/// mount made for the purpose) cannot be written through /proc/PID/exe: the write
+/// fails with EROFS, and a container cannot remount a mount of another namespace. No
+/// sealed copy is needed then.
+fn exe_on_readonly_mount() -> bool {
+    nix::sys::statvfs::statvfs("/proc/self/exe")
+        .map(|fs| fs.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
+        .unwrap_or(false)
+}
+
 fn exe_on_overlayfs() -> bool {
     nix::sys::statfs::statfs("/proc/self/exe")
         .map(|fs| fs.filesystem_type() == nix::sys::statfs::OVERLAYFS_SUPER_MAGIC)
@@ -52,6 +62,9 @@ pub fn reexec_sealed() -> Result<()> {
             // concurrently.
             unsafe { std::env::remove_var(SEALED_ENV) };
         }
+        return Ok(());
+    }
+    if exe_on_readonly_mount() {
         return Ok(());
     }
     if let Some(exe) = overlay_exe() {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// What the stages tell each other while a container is being set up.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 pub enum Message {
     /// Parent to child: the child is in its cgroup and may go on.
     Go,
@@ -119,15 +119,15 @@ impl Channel {
     }
 
     /// Wait for exactly `expected`; a `Failed` or anything else is an error.
-    pub fn expect(&self, expected: &str) -> Result<()> {
+    pub fn expect(&self, expected: Message) -> Result<()> {
         match self.recv()? {
             Some((Message::Failed(why), _)) => Err(Error::Reported(why)),
-            Some((m, _)) if format!("{m:?}") == expected => Ok(()),
+            Some((m, _)) if m == expected => Ok(()),
             Some((m, _)) => Err(Error::Init(format!(
-                "unexpected sync message {m:?} while waiting for {expected}"
+                "unexpected sync message {m:?} while waiting for {expected:?}"
             ))),
             None => Err(Error::Init(format!(
-                "peer exited while waiting for {expected}"
+                "peer exited while waiting for {expected:?}"
             ))),
         }
     }

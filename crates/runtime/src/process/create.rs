@@ -397,7 +397,7 @@ struct Setup<'a> {
 /// Stage 1: namespaces, then fork the init.
 fn stage1(setup: &Setup, ch: &Channel) -> Result<()> {
     let (bundle, plan) = (setup.bundle, setup.plan);
-    ch.expect("Go")?;
+    ch.expect(Message::Go)?;
     plan.join_all()?;
     let linux = bundle
         .spec
@@ -408,7 +408,7 @@ fn stage1(setup: &Setup, ch: &Channel) -> Result<()> {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)
             .map_err(|e| Error::sys("unshare user namespace", e))?;
         ch.send(&Message::MapIds)?;
-        ch.expect("Ack")?;
+        ch.expect(Message::Ack)?;
         let root_uid = nix::unistd::Uid::from_raw(0);
         let root_gid = nix::unistd::Gid::from_raw(0);
         nix::unistd::setresgid(root_gid, root_gid, root_gid)
@@ -511,7 +511,7 @@ fn init(setup: &Setup, ch: &Channel) -> Result<()> {
         .unwrap_or_else(|| nix::unistd::getpid().as_raw());
     rootfs::prepare(spec, &bundle.rootfs, &ctx)?;
     ch.send(&Message::RunCreateRuntimeHooks)?;
-    ch.expect("Ack")?;
+    ch.expect(Message::Ack)?;
     let state = state_json(&opts.id, host_pid, bundle, Status::Creating)?;
     hooks::run_all(
         spec.hooks()

@@ -130,7 +130,7 @@ fn stage1(
     ch: &Channel,
     opts: &ExecOptions,
 ) -> Result<()> {
-    ch.expect("Go")?;
+    ch.expect(Message::Go)?;
     plan.join_all()?;
     // SAFETY: single-threaded; the child only runs our code and ends in exec or _exit.
     match unsafe { fork() }.map_err(|e| Error::sys("fork", e))? {
@@ -166,7 +166,7 @@ fn run(
     )?;
     ch.send(&Message::Ready)?;
     // The parent may still have to put us in a frozen cgroup: wait until it has.
-    ch.expect("Ack")?;
+    ch.expect(Message::Ack)?;
     if let Some(sc) = ready.late_seccomp {
         sc.load()?;
     }

@@ -45,7 +45,7 @@ pub fn open_terminal(process: &Process, ch: &Channel, as_console: bool) -> Resul
         },
         Some(pty.master.as_raw_fd()),
     )?;
-    ch.expect("Ack")
+    ch.expect(Message::Ack)
 }
 
 /// From limits to the user switch: the steps the init and every exec share, in the
@@ -77,7 +77,7 @@ pub fn become_workload(
     if let Some(sc) = seccomp.take_if(|s| !nnp || s.needs_listener()) {
         if let Some(listener) = sc.load()? {
             ch.send_with_fd(&Message::SeccompListener, Some(listener.as_raw_fd()))?;
-            ch.expect("Ack")?;
+            ch.expect(Message::Ack)?;
         }
     }
     // A user namespace whose gid map was written without setgroups reads "deny" here.

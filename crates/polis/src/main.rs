@@ -1,6 +1,7 @@
 //! `polis`: one binary, several faces. `polis runtime …` is the OCI runtime with runc's
 //! command line; invoked as `polis-runtime` (a symlink) the binary is that runtime.
 
+mod daemon;
 mod runtime;
 
 use std::path::Path;
@@ -18,6 +19,8 @@ struct Cli {
 enum Command {
     /// The OCI runtime (runc's command line).
     Runtime(runtime::RuntimeCli),
+    /// Run the engine: the Docker-compatible API on a unix socket.
+    Daemon(daemon::DaemonArgs),
 }
 
 fn main() {
@@ -31,6 +34,10 @@ fn main() {
     } else {
         match Cli::parse().command {
             Command::Runtime(cli) => runtime::main(cli),
+            Command::Daemon(args) => daemon::main(args).unwrap_or_else(|e| {
+                eprintln!("polis daemon: {e:#}");
+                1
+            }),
         }
     };
     std::process::exit(code);

@@ -1,0 +1,87 @@
+//! Polis's REST API: the Docker Engine API (versions 1.24 to 1.47, negotiated through
+//! `/_ping`'s `Api-Version` header), served over a unix socket.
+
+mod system;
+mod versioning;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+use tokio::net::UnixListener;
+use tower::Layer;
+
+pub use versioning::{MAX_API_VERSION, MIN_API_VERSION};
+
+/// What the handlers read about the daemon.
+#[derive(Debug, Clone)]
+pub struct DaemonInfo {
+    pub id: String,
+    pub root: std::path::PathBuf,
+    pub name: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The whole API as one router.
+pub fn router(info: DaemonInfo) -> Router {
+    Router::new()
+        .route("/_ping", get(system::ping).head(system::ping))
+        .route("/version", get(system::version))
+        .route("/info", get(system::info))
+        .with_state(Arc::new(info))
+}
+
+/// Serve `router` on the unix socket `path` until `shutdown` completes; the socket file
+/// is removed on the way out.
+pub async fn serve_unix(
+    path: &Path,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io {
+            op: "create",
+            path: dir.to_path_buf(),
+            source: e,
+        })?;
+    }
+    // A socket file left by a daemon that died: the root lock says it is ours now.
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path).map_err(|e| Error::Io {
+        op: "listen on",
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o660)).map_err(
+        |e| Error::Io {
+            op: "chmod",
+            path: path.to_path_buf(),
+            source: e,
+        },
+    )?;
+    // Versioned paths (/v1.41/info) reach the same routes: the prefix is checked and
+    // dropped before routing.
+    let app = axum::middleware::from_fn(versioning::strip_version_prefix).layer(router);
+    let result = axum::serve(
+        listener,
+        axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    let _ = std::fs::remove_file(path);
+    result.map_err(|e| Error::Io {
+        op: "serve on",
+        path: path.to_path_buf(),
+        source: e,
+    })
+}

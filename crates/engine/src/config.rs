@@ -1,0 +1,159 @@
+//! Daemon configuration: built-in defaults, then the config file, then `POLIS_*`
+//! environment variables, then command-line flags, each overriding the one before.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/polis/polisd.toml";
+
+/// Everything `polis daemon` can be told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonConfig {
+    /// Persistent state: metadata, images, container directories.
+    pub root: PathBuf,
+    /// Runtime state: sockets, pid files.
+    pub run_root: PathBuf,
+    /// Where the REST API listens: `unix:///path`.
+    pub host: String,
+    /// A tracing filter: `info`, `debug`, `polis_api=trace`, …
+    pub log_level: String,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            root: PathBuf::from("/var/lib/polis"),
+            run_root: PathBuf::from("/run/polis"),
+            host: "unix:///run/polis/polis.sock".to_string(),
+            log_level: "info".to_string(),
+        }
+    }
+}
+
+/// One layer of settings; what it leaves out, the layer below decides.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Overrides {
+    pub root: Option<PathBuf>,
+    pub run_root: Option<PathBuf>,
+    pub host: Option<String>,
+    pub log_level: Option<String>,
+}
+
+impl Overrides {
+    /// A TOML config file. A missing file at the default path is no error; a missing
+    /// file that was asked for is.
+    pub fn from_file(path: &Path, required: bool) -> Result<Self> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                return Ok(Overrides::default())
+            }
+            Err(e) => return Err(Error::io("read", path, e)),
+        };
+        toml::from_str(&text).map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// `POLIS_ROOT`, `POLIS_RUN_ROOT`, `POLIS_HOST`, `POLIS_LOG_LEVEL`.
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Self {
+        Overrides {
+            root: get("POLIS_ROOT").map(PathBuf::from),
+            run_root: get("POLIS_RUN_ROOT").map(PathBuf::from),
+            host: get("POLIS_HOST"),
+            log_level: get("POLIS_LOG_LEVEL"),
+        }
+    }
+}
+
+impl DaemonConfig {
+    /// Apply `layers` in order over the defaults, then check the result.
+    pub fn resolve(layers: &[Overrides]) -> Result<Self> {
+        let mut c = DaemonConfig::default();
+        let mut host_given = false;
+        for l in layers {
+            if let Some(v) = &l.root {
+                c.root = v.clone();
+            }
+            if let Some(v) = &l.run_root {
+                c.run_root = v.clone();
+            }
+            if let Some(v) = &l.host {
+                c.host = v.clone();
+                host_given = true;
+            }
+            if let Some(v) = &l.log_level {
+                c.log_level = v.clone();
+            }
+        }
+        // The socket follows the run root unless placed explicitly.
+        if !host_given {
+            c.host = format!("unix://{}", c.run_root.join("polis.sock").display());
+        }
+        c.socket_path()?;
+        for (name, p) in [("root", &c.root), ("run-root", &c.run_root)] {
+            if !p.is_absolute() {
+                return Err(Error::Config {
+                    path: PathBuf::from(name),
+                    reason: format!("{} must be an absolute path", p.display()),
+                });
+            }
+        }
+        Ok(c)
+    }
+
+    /// The unix socket path of `host`.
+    pub fn socket_path(&self) -> Result<PathBuf> {
+        match self.host.strip_prefix("unix://") {
+            Some(p) if p.starts_with('/') => Ok(PathBuf::from(p)),
+            _ => Err(Error::Config {
+                path: PathBuf::from("host"),
+                reason: format!(
+                    "{:?}: only unix:///absolute/path is supported for now",
+                    self.host
+                ),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_override_in_order() {
+        let file: Overrides =
+            toml::from_str("root = \"/srv/polis\"\nlog-level = \"debug\"").unwrap();
+        let env = Overrides::from_env(|k| (k == "POLIS_LOG_LEVEL").then(|| "warn".to_string()));
+        let flags = Overrides {
+            run_root: Some("/tmp/pr".into()),
+            ..Default::default()
+        };
+        let c = DaemonConfig::resolve(&[file, env, flags]).unwrap();
+        assert_eq!(c.root, PathBuf::from("/srv/polis"));
+        assert_eq!(c.run_root, PathBuf::from("/tmp/pr"));
+        assert_eq!(c.log_level, "warn");
+        assert_eq!(c.host, "unix:///tmp/pr/polis.sock");
+    }
+
+    #[test]
+    fn bad_input_is_refused() {
+        assert!(toml::from_str::<Overrides>("rooot = \"/x\"").is_err());
+        let tcp = Overrides {
+            host: Some("tcp://0.0.0.0:2375".into()),
+            ..Default::default()
+        };
+        assert!(DaemonConfig::resolve(&[tcp]).is_err());
+        let relative = Overrides {
+            root: Some("relative".into()),
+            ..Default::default()
+        };
+        assert!(DaemonConfig::resolve(&[relative]).is_err());
+    }
+}

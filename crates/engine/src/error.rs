@@ -1,0 +1,31 @@
+//! The engine's one error type.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {reason}")]
+    Config { path: PathBuf, reason: String },
+    #[error("another polis daemon (pid {pid}) already uses root {root}")]
+    AlreadyRunning { root: PathBuf, pid: String },
+    #[error("metadata store {path}: {reason}")]
+    Metadata { path: PathBuf, reason: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! The Polis engine: what `polis daemon` owns. Today: its configuration, the lock that
+//! keeps one daemon per root, and the metadata store; container supervision builds on
+//! these.
+
+pub mod config;
+pub mod error;
+pub mod lock;
+pub mod metadata;
+
+pub use config::DaemonConfig;
+pub use error::{Error, Result};

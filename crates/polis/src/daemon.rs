@@ -1,0 +1,94 @@
+//! `polis daemon`: the engine's process. Resolves its configuration (defaults, config
+//! file, POLIS_* variables, flags), takes the root's lock, opens the metadata store and
+//! serves the API until SIGTERM or SIGINT.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use polis_engine::config::{Overrides, DEFAULT_CONFIG_FILE};
+use polis_engine::lock::RootLock;
+use polis_engine::metadata::Metadata;
+use polis_engine::DaemonConfig;
+
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    /// Persistent state (default /var/lib/polis).
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// Sockets and runtime state (default /run/polis).
+    #[arg(long = "run-root")]
+    run_root: Option<PathBuf>,
+    /// Where the API listens (default unix://<run-root>/polis.sock).
+    #[arg(short = 'H', long)]
+    host: Option<String>,
+    /// Log filter: error, warn, info, debug, trace, or per-module directives.
+    #[arg(long = "log-level")]
+    log_level: Option<String>,
+    /// Config file (TOML; default /etc/polis/polisd.toml if it exists).
+    #[arg(long = "config-file")]
+    config_file: Option<PathBuf>,
+}
+
+pub fn main(args: DaemonArgs) -> Result<i32> {
+    let (file, required) = match &args.config_file {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
+    };
+    let config = DaemonConfig::resolve(&[
+        Overrides::from_file(&file, required)?,
+        Overrides::from_env(|k| std::env::var(k).ok()),
+        Overrides {
+            root: args.root,
+            run_root: args.run_root,
+            host: args.host,
+            log_level: args.log_level,
+        },
+    ])?;
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .with_context(|| format!("log level {:?}", config.log_level))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let _lock = RootLock::acquire(&config.root)?;
+    std::fs::create_dir_all(&config.run_root)
+        .with_context(|| format!("create {}", config.run_root.display()))?;
+    let metadata = Metadata::open(&config.root)?;
+    let info = polis_api::DaemonInfo {
+        id: metadata.daemon_id()?,
+        root: config.root.clone(),
+        name: nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    let socket = config.socket_path()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    runtime.block_on(async move {
+        tracing::info!(root = %config.root.display(), socket = %socket.display(), "polis daemon listening");
+        polis_api::serve_unix(&socket, polis_api::router(info), shutdown_signal()).await?;
+        tracing::info!("polis daemon stopped");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(0)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the default actions still stop the daemon.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}

@@ -1,0 +1,207 @@
+//! `polis daemon` end to end: the unmodified docker CLI talks to it, it keeps one
+//! daemon per root, takes its settings from file, environment and flags, and stops
+//! cleanly on SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const DOCKER: &str = "/usr/local/bin/docker";
+
+struct Daemon {
+    child: Option<Child>,
+    dir: PathBuf,
+    socket: PathBuf,
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("polis-daemon-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn wait_for(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Daemon {
+    fn start(name: &str) -> Daemon {
+        let dir = temp_dir(name);
+        let socket = dir.join("run/polis.sock");
+        let child = Command::new(env!("CARGO_BIN_EXE_polis"))
+            .args(["daemon", "--root"])
+            .arg(dir.join("root"))
+            .arg("--run-root")
+            .arg(dir.join("run"))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for(&socket);
+        Daemon {
+            child: Some(child),
+            dir,
+            socket,
+        }
+    }
+
+    fn docker(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(DOCKER)
+            .env("DOCKER_HOST", format!("unix://{}", self.socket.display()))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn stop(&mut self) -> i32 {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().unwrap().code().unwrap_or(-1)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn docker_cli_version_and_info() {
+    let d = Daemon::start("cli");
+    let (code, out, err) = d.docker(&[
+        "version",
+        "--format",
+        "{{.Server.Version}} {{.Server.APIVersion}}",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), format!("{} 1.47", env!("CARGO_PKG_VERSION")));
+    let (code, out, err) = d.docker(&[
+        "info",
+        "--format",
+        "{{.ID}}|{{.CgroupDriver}}|{{.DockerRootDir}}",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let fields: Vec<&str> = out.trim().split('|').collect();
+    assert_eq!(fields[0].len(), 32, "{out}");
+    assert_eq!(fields[1], "cgroupfs");
+    assert_eq!(fields[2], d.dir.join("root").to_str().unwrap());
+}
+
+#[test]
+fn api_versions_outside_the_range_are_refused() {
+    let d = Daemon::start("versions");
+    let curl = |path: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}", "--unix-socket"])
+            .arg(&d.socket)
+            .arg(format!("http://polis{path}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ok = curl("/v1.24/version");
+    assert!(ok.ends_with("\n200"), "{ok}");
+    let too_new = curl("/v1.99/version");
+    assert!(too_new.ends_with("\n400"), "{too_new}");
+    assert!(
+        too_new.contains("Maximum supported API version is 1.47"),
+        "{too_new}"
+    );
+    let too_old = curl("/v1.12/version");
+    assert!(too_old.ends_with("\n400"), "{too_old}");
+}
+
+#[test]
+fn one_daemon_per_root_and_clean_shutdown() {
+    let mut d = Daemon::start("lock");
+    let (_, id_before, _) = d.docker(&["info", "--format", "{{.ID}}"]);
+    let second = Command::new(env!("CARGO_BIN_EXE_polis"))
+        .args(["daemon", "--root"])
+        .arg(d.dir.join("root"))
+        .arg("--run-root")
+        .arg(d.dir.join("run2"))
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("already uses root"), "{err}");
+    assert_eq!(d.stop(), 0);
+    assert!(!d.socket.exists(), "socket left behind");
+    // A restart on the same root keeps the daemon's identity.
+    let child = Command::new(env!("CARGO_BIN_EXE_polis"))
+        .args(["daemon", "--root"])
+        .arg(d.dir.join("root"))
+        .arg("--run-root")
+        .arg(d.dir.join("run"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    d.child = Some(child);
+    wait_for(&d.socket);
+    let (_, id_after, _) = d.docker(&["info", "--format", "{{.ID}}"]);
+    assert_eq!(id_before, id_after);
+}
+
+#[test]
+fn settings_from_file_environment_and_flags() {
+    let dir = temp_dir("config");
+    let file = dir.join("polisd.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "root = \"{}\"\nrun-root = \"/nonexistent/overridden\"\n",
+            dir.join("root").display()
+        ),
+    )
+    .unwrap();
+    // The environment overrides the file, a flag overrides the environment.
+    let socket = dir.join("flag.sock");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_polis"))
+        .args(["daemon", "--config-file"])
+        .arg(&file)
+        .env("POLIS_RUN_ROOT", dir.join("run"))
+        .arg("-H")
+        .arg(format!("unix://{}", socket.display()))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&socket);
+    assert!(dir.join("root/metadata.redb").exists());
+    assert!(dir.join("run").is_dir());
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    // A malformed file is refused with its name and the problem.
+    std::fs::write(&file, "rooot = 1\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_polis"))
+        .args(["daemon", "--config-file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("polisd.toml") && err.contains("rooot"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// The OCI runtime (runc's command line).
-    Runtime(runtime::RuntimeCli),
+    Runtime(Box<runtime::RuntimeCli>),
     /// Run the engine: the Docker-compatible API on a unix socket.
     Daemon(daemon::DaemonArgs),
 }
@@ -33,7 +33,7 @@ fn main() {
         runtime::main(runtime::RuntimeCli::parse())
     } else {
         match Cli::parse().command {
-            Command::Runtime(cli) => runtime::main(cli),
+            Command::Runtime(cli) => runtime::main(*cli),
             Command::Daemon(args) => daemon::main(args).unwrap_or_else(|e| {
                 eprintln!("polis daemon: {e:#}");
                 1

@@ -161,9 +161,15 @@ mod tests {
     #[test]
     fn rfc3339_round_trip() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339("2024-02-29T12:34:56.123456789Z"), Some(1709210096));
+        assert_eq!(
+            parse_rfc3339("2024-02-29T12:34:56.123456789Z"),
+            Some(1709210096)
+        );
         assert_eq!(parse_rfc3339("2024-02-29T14:34:56+02:00"), Some(1709210096));
-        assert_eq!(format_rfc3339(1709210096, 5), "2024-02-29T12:34:56.000000005Z");
+        assert_eq!(
+            format_rfc3339(1709210096, 5),
+            "2024-02-29T12:34:56.000000005Z"
+        );
         assert_eq!(parse_rfc3339("garbage"), None);
     }
 

@@ -128,7 +128,10 @@ impl ContentStore {
             .map_err(|e| Error::io("create", &temp_path, e))?;
         Ok(BlobWriter {
             store: self,
-            inner: Some(HashingWriter::new(io::BufWriter::with_capacity(256 * 1024, file))),
+            inner: Some(HashingWriter::new(io::BufWriter::with_capacity(
+                256 * 1024,
+                file,
+            ))),
             temp_path,
         })
     }
@@ -253,6 +256,11 @@ mod tests {
         let e = cs.ingest(&mut &b"data"[..], Some(&wrong)).unwrap_err();
         assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
         assert!(cs.list().unwrap().is_empty());
-        assert_eq!(fs::read_dir(tmp.path().join("blobs/sha256")).unwrap().count(), 0);
+        assert_eq!(
+            fs::read_dir(tmp.path().join("blobs/sha256"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 }

@@ -8,7 +8,9 @@ use sha2::{Digest as _, Sha256};
 use crate::error::{Error, Result};
 
 /// A validated `sha256:<64 lowercase hex>` digest.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct Digest(String);
 

@@ -3,6 +3,7 @@
 //! mapping of an image config onto an OCI runtime process.
 
 mod archive;
+pub use archive::LoadedImage;
 pub mod config;
 mod content;
 mod digest;
@@ -17,6 +18,6 @@ pub use digest::Digest;
 pub use error::{Error, Result};
 pub use reference::Reference;
 pub use store::{
-    short_id, GcReport, HistoryItem, ImageId, ImageInspect, ImageRecord, ImageStore,
-    ImageSummary, InspectRootFs, LayerInfo, LayerRecord, Removed,
+    short_id, GcReport, HistoryItem, ImageId, ImageInspect, ImageRecord, ImageStore, ImageSummary,
+    InspectRootFs, LayerInfo, LayerRecord, Removed,
 };

@@ -47,7 +47,10 @@ impl Reference {
             ));
         }
         let (rest, digest) = match s.split_once('@') {
-            Some((name, d)) => (name, Some(Digest::parse(d).map_err(|_| bad("invalid digest"))?)),
+            Some((name, d)) => (
+                name,
+                Some(Digest::parse(d).map_err(|_| bad("invalid digest"))?),
+            ),
             None => (s, None),
         };
         // A tag is after the last ':' that comes after the last '/' (a ':' before it is a port).
@@ -289,8 +292,14 @@ mod tests {
     fn official_images_get_library_and_latest() {
         assert_eq!(norm("busybox"), "docker.io/library/busybox:latest");
         assert_eq!(norm("busybox:1.36"), "docker.io/library/busybox:1.36");
-        assert_eq!(norm("docker.io/busybox"), "docker.io/library/busybox:latest");
-        assert_eq!(norm("index.docker.io/busybox"), "docker.io/library/busybox:latest");
+        assert_eq!(
+            norm("docker.io/busybox"),
+            "docker.io/library/busybox:latest"
+        );
+        assert_eq!(
+            norm("index.docker.io/busybox"),
+            "docker.io/library/busybox:latest"
+        );
         assert_eq!(norm("library/busybox"), "docker.io/library/busybox:latest");
     }
 
@@ -303,7 +312,10 @@ mod tests {
         assert_eq!(norm("[::1]:5000/app"), "[::1]:5000/app:latest");
         // Without a dot, colon or "localhost" the first component is a path, not a host.
         assert_eq!(norm("myhost/app"), "docker.io/myhost/app:latest");
-        assert_eq!(norm("a__b/c-d---e/f.g_h"), "docker.io/a__b/c-d---e/f.g_h:latest");
+        assert_eq!(
+            norm("a__b/c-d---e/f.g_h"),
+            "docker.io/a__b/c-d---e/f.g_h:latest"
+        );
     }
 
     #[test]
@@ -321,13 +333,24 @@ mod tests {
 
     #[test]
     fn familiar_forms() {
-        assert_eq!(Reference::parse("busybox").unwrap().familiar(), "busybox:latest");
-        assert_eq!(Reference::parse("user/app").unwrap().familiar(), "user/app:latest");
         assert_eq!(
-            Reference::parse("docker.io/library/a/b").unwrap().familiar(),
+            Reference::parse("busybox").unwrap().familiar(),
+            "busybox:latest"
+        );
+        assert_eq!(
+            Reference::parse("user/app").unwrap().familiar(),
+            "user/app:latest"
+        );
+        assert_eq!(
+            Reference::parse("docker.io/library/a/b")
+                .unwrap()
+                .familiar(),
             "library/a/b:latest"
         );
-        assert_eq!(Reference::parse("localhost/bb").unwrap().familiar(), "localhost/bb:latest");
+        assert_eq!(
+            Reference::parse("localhost/bb").unwrap().familiar(),
+            "localhost/bb:latest"
+        );
     }
 
     #[test]
@@ -369,6 +392,9 @@ mod tests {
 
     #[test]
     fn uppercase_domain_is_allowed() {
-        assert_eq!(norm("Registry.Example.com/app"), "Registry.Example.com/app:latest");
+        assert_eq!(
+            norm("Registry.Example.com/app"),
+            "Registry.Example.com/app:latest"
+        );
     }
 }

@@ -159,8 +159,10 @@ impl ImageStore {
         let db = Database::create(&db_path).map_err(|e| Error::index("open", e))?;
         let tx = db.begin_write().map_err(|e| Error::index("begin", e))?;
         {
-            tx.open_table(IMAGES).map_err(|e| Error::index("open table", e))?;
-            tx.open_table(REFS).map_err(|e| Error::index("open table", e))?;
+            tx.open_table(IMAGES)
+                .map_err(|e| Error::index("open table", e))?;
+            tx.open_table(REFS)
+                .map_err(|e| Error::index("open table", e))?;
         }
         tx.commit().map_err(|e| Error::index("commit", e))?;
         Ok(ImageStore {
@@ -192,8 +194,12 @@ impl ImageStore {
     /// `repo@sha256:…`), a full ID (`sha256:…` or 64 hex) or a unique ID prefix.
     pub fn resolve(&self, name: &str) -> Result<ImageId> {
         let tx = self.db.begin_read().map_err(|e| Error::index("begin", e))?;
-        let refs = tx.open_table(REFS).map_err(|e| Error::index("open table", e))?;
-        let images = tx.open_table(IMAGES).map_err(|e| Error::index("open table", e))?;
+        let refs = tx
+            .open_table(REFS)
+            .map_err(|e| Error::index("open table", e))?;
+        let images = tx
+            .open_table(IMAGES)
+            .map_err(|e| Error::index("open table", e))?;
         let id_prefix = |prefix: &str| -> Result<Option<ImageId>> {
             let start = format!("sha256:{prefix}");
             let mut found = None;
@@ -249,7 +255,9 @@ impl ImageStore {
     /// The index record of an image.
     pub fn record(&self, id: &ImageId) -> Result<ImageRecord> {
         let tx = self.db.begin_read().map_err(|e| Error::index("begin", e))?;
-        let images = tx.open_table(IMAGES).map_err(|e| Error::index("open table", e))?;
+        let images = tx
+            .open_table(IMAGES)
+            .map_err(|e| Error::index("open table", e))?;
         let v = images
             .get(id.as_str())
             .map_err(|e| Error::index("read", e))?
@@ -292,7 +300,9 @@ impl ImageStore {
 
     fn all_refs(&self) -> Result<BTreeMap<ImageId, Vec<Reference>>> {
         let tx = self.db.begin_read().map_err(|e| Error::index("begin", e))?;
-        let refs = tx.open_table(REFS).map_err(|e| Error::index("open table", e))?;
+        let refs = tx
+            .open_table(REFS)
+            .map_err(|e| Error::index("open table", e))?;
         let mut out: BTreeMap<ImageId, Vec<Reference>> = BTreeMap::new();
         for item in refs.iter().map_err(|e| Error::index("read", e))? {
             let (k, v) = item.map_err(|e| Error::index("read", e))?;
@@ -304,7 +314,9 @@ impl ImageStore {
 
     fn all_records(&self) -> Result<Vec<ImageRecord>> {
         let tx = self.db.begin_read().map_err(|e| Error::index("begin", e))?;
-        let images = tx.open_table(IMAGES).map_err(|e| Error::index("open table", e))?;
+        let images = tx
+            .open_table(IMAGES)
+            .map_err(|e| Error::index("open table", e))?;
         let mut out = Vec::new();
         for item in images.iter().map_err(|e| Error::index("read", e))? {
             let (_, v) = item.map_err(|e| Error::index("read", e))?;
@@ -322,13 +334,20 @@ impl ImageStore {
             }
         }
         let json = serde_json::to_vec(rec).map_err(|e| Error::metadata("image record", e))?;
-        let tx = self.db.begin_write().map_err(|e| Error::index("begin", e))?;
+        let tx = self
+            .db
+            .begin_write()
+            .map_err(|e| Error::index("begin", e))?;
         {
-            let mut images = tx.open_table(IMAGES).map_err(|e| Error::index("open table", e))?;
+            let mut images = tx
+                .open_table(IMAGES)
+                .map_err(|e| Error::index("open table", e))?;
             images
                 .insert(rec.id.as_str(), json.as_slice())
                 .map_err(|e| Error::index("write", e))?;
-            let mut table = tx.open_table(REFS).map_err(|e| Error::index("open table", e))?;
+            let mut table = tx
+                .open_table(REFS)
+                .map_err(|e| Error::index("open table", e))?;
             for r in refs {
                 table
                     .insert(r.to_string().as_str(), rec.id.as_str())
@@ -347,9 +366,14 @@ impl ImageStore {
                 "{new_ref:?}: refusing to create a tag with a digest reference"
             )));
         }
-        let tx = self.db.begin_write().map_err(|e| Error::index("begin", e))?;
+        let tx = self
+            .db
+            .begin_write()
+            .map_err(|e| Error::index("begin", e))?;
         {
-            let images = tx.open_table(IMAGES).map_err(|e| Error::index("open table", e))?;
+            let images = tx
+                .open_table(IMAGES)
+                .map_err(|e| Error::index("open table", e))?;
             if images
                 .get(id.as_str())
                 .map_err(|e| Error::index("read", e))?
@@ -357,7 +381,9 @@ impl ImageStore {
             {
                 return Err(Error::ImageNotFound(source.to_string()));
             }
-            let mut refs = tx.open_table(REFS).map_err(|e| Error::index("open table", e))?;
+            let mut refs = tx
+                .open_table(REFS)
+                .map_err(|e| Error::index("open table", e))?;
             refs.insert(r.to_string().as_str(), id.as_str())
                 .map_err(|e| Error::index("write", e))?;
         }
@@ -427,9 +453,14 @@ impl ImageStore {
     }
 
     fn drop_ref(&self, r: &Reference) -> Result<()> {
-        let tx = self.db.begin_write().map_err(|e| Error::index("begin", e))?;
+        let tx = self
+            .db
+            .begin_write()
+            .map_err(|e| Error::index("begin", e))?;
         {
-            let mut refs = tx.open_table(REFS).map_err(|e| Error::index("open table", e))?;
+            let mut refs = tx
+                .open_table(REFS)
+                .map_err(|e| Error::index("open table", e))?;
             refs.remove(r.to_string().as_str())
                 .map_err(|e| Error::index("write", e))?;
         }
@@ -440,9 +471,14 @@ impl ImageStore {
     /// delete guard.
     fn delete_image_locked(&self, id: &ImageId) -> Result<Vec<Removed>> {
         let rec = self.record(id)?;
-        let tx = self.db.begin_write().map_err(|e| Error::index("begin", e))?;
+        let tx = self
+            .db
+            .begin_write()
+            .map_err(|e| Error::index("begin", e))?;
         {
-            let mut images = tx.open_table(IMAGES).map_err(|e| Error::index("open table", e))?;
+            let mut images = tx
+                .open_table(IMAGES)
+                .map_err(|e| Error::index("open table", e))?;
             images
                 .remove(id.as_str())
                 .map_err(|e| Error::index("write", e))?;

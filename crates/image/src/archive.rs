@@ -209,10 +209,15 @@ impl ImageStore {
             match kind {
                 tar::EntryType::Directory => {}
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
+                    let announced = entry.size();
                     let mut w = self.content.writer()?;
-                    io::copy(&mut entry, &mut w).map_err(|e| {
-                        Error::archive(format!("reading member {name:?}: {e} (truncated archive?)"))
-                    })?;
+                    let copied = io::copy(&mut entry, &mut w)
+                        .map_err(|e| Error::archive(format!("reading member {name:?}: {e}")))?;
+                    if copied != announced {
+                        return Err(Error::archive(format!(
+                            "member {name:?} is truncated: {copied} of {announced} bytes"
+                        )));
+                    }
                     let blob = w.commit(None)?;
                     if blob.created {
                         created.insert(blob.digest.clone());
@@ -478,7 +483,8 @@ impl ImageStore {
                 repo_tags: if tags.is_empty() {
                     None
                 } else {
-                    Some(tags.iter().map(Reference::familiar).collect())
+                    // Full names: podman reads a bare `busybox` as `localhost/busybox`.
+                    Some(tags.iter().map(Reference::to_string).collect())
                 },
                 layers: rec
                     .layers
@@ -505,7 +511,7 @@ impl ImageStore {
                 let tag = t.tag().unwrap_or("latest");
                 if let Some(top) = rec.layers.last() {
                     repositories
-                        .entry(t.familiar_repository())
+                        .entry(t.repository())
                         .or_default()
                         .insert(tag.to_string(), top.digest.hex().to_string());
                 }

@@ -84,7 +84,6 @@ pub(crate) fn check_tar_stream(reader: &mut dyn Read, what: &str) -> Result<()> 
             )));
         }
     }
-    drop(archive);
     // Trailing padding after the end-of-archive blocks.
     io::copy(reader, &mut io::sink()).map_err(|e| Error::io("read", what, e))?;
     Ok(())
@@ -106,7 +105,15 @@ impl ImageStore {
         message: Option<&str>,
     ) -> Result<ImageId> {
         let refs = match reference {
-            Some(r) => vec![Reference::parse(r)?],
+            Some(r) => {
+                let parsed = Reference::parse(r)?;
+                if parsed.digest().is_some() {
+                    return Err(Error::InvalidReference(format!(
+                        "{r:?}: an imported image cannot be given a digest reference"
+                    )));
+                }
+                vec![parsed]
+            }
             None => Vec::new(),
         };
         let mut container_config = ContainerConfig::default();

@@ -6,7 +6,7 @@ use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
-use oci_spec::runtime::{Process, Spec, User};
+use oci_spec::runtime::{Spec, User};
 
 use crate::config::{ContainerConfig, ImageConfig};
 use crate::error::{Error, Result};
@@ -93,7 +93,7 @@ pub fn apply_image_config(
             format!("{cwd:?} is not an absolute path"),
         ));
     }
-    let mut process = spec.process().clone().unwrap_or_else(Process::default);
+    let mut process = spec.process().clone().unwrap_or_default();
     let mut u = User::default();
     u.set_uid(user.uid);
     u.set_gid(user.gid);

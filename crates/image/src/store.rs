@@ -154,9 +154,11 @@ impl ImageStore {
     /// Opens (creating if needed) the store under `root`.
     pub fn open(root: &Path) -> Result<Self> {
         std::fs::create_dir_all(root).map_err(|e| Error::io("create directory", root, e))?;
-        let content = ContentStore::open(root)?;
+        // The index first: redb refuses a second opener, which must not go on to clean
+        // up the first one's temporary blob files.
         let db_path = root.join("images.redb");
         let db = Database::create(&db_path).map_err(|e| Error::index("open", e))?;
+        let content = ContentStore::open(root)?;
         let tx = db.begin_write().map_err(|e| Error::index("begin", e))?;
         {
             tx.open_table(IMAGES)

@@ -633,3 +633,83 @@ fn archive_end(archive: &[u8]) -> usize {
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
+
+/// The pre-25 `docker save` layout: `<v1 id>/layer.tar` directories, `<hex>.json` configs,
+/// and a symlink where two images share a layer.
+#[test]
+fn loads_legacy_docker_archives_with_linked_layers() {
+    let layer = busybox_rootfs_tar();
+    let diff_id = Digest::of(&layer).to_string();
+    let config = |cmd: &str| {
+        serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64", "os": "linux", "created": "2024-01-02T03:04:05Z",
+            "config": {"Cmd": [cmd], "Env": null},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+            "history": [{"created": "2024-01-02T03:04:05Z", "created_by": "/bin/sh -c #(nop) ADD file"}]
+        }))
+        .unwrap()
+    };
+    let (c1, c2) = (config("sh"), config("ls"));
+    let (d1, d2) = (Digest::of(&c1), Digest::of(&c2));
+    let v1a = "a".repeat(64);
+    let v1b = "b".repeat(64);
+    let manifest = serde_json::to_vec(&serde_json::json!([
+        {"Config": format!("{}.json", d1.hex()), "RepoTags": ["one:latest"], "Layers": [format!("{v1a}/layer.tar")]},
+        {"Config": format!("{}.json", d2.hex()), "RepoTags": ["two:latest", "localhost:5000/two:x"], "Layers": [format!("{v1b}/layer.tar")]}
+    ]))
+    .unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let add = |b: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, name, data).unwrap();
+    };
+    add(&mut b, &format!("{v1a}/layer.tar"), &layer);
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    b.append_link(
+        &mut h,
+        format!("{v1b}/layer.tar"),
+        format!("../{v1a}/layer.tar"),
+    )
+    .unwrap();
+    add(&mut b, &format!("{}.json", d1.hex()), &c1);
+    add(&mut b, &format!("{}.json", d2.hex()), &c2);
+    add(&mut b, "manifest.json", &manifest);
+    add(&mut b, "repositories", br#"{"one":{"latest":"aaaa"}}"#);
+    let archive = b.into_inner().unwrap();
+
+    let (_t, s) = store();
+    let loaded = s.load(&mut Cursor::new(&archive)).unwrap();
+    assert_eq!(
+        loaded.iter().map(|l| l.id.clone()).collect::<Vec<_>>(),
+        vec![d1.clone(), d2.clone()]
+    );
+    assert_eq!(
+        s.inspect("two").unwrap().repo_tags,
+        vec!["localhost:5000/two:x", "two:latest"]
+    );
+    assert_eq!(
+        s.layers("one").unwrap()[0].digest,
+        s.layers("two").unwrap()[0].digest
+    );
+    let hist = s.history("one").unwrap();
+    assert_eq!(hist[0].created_by, "/bin/sh -c #(nop) ADD file");
+    assert_eq!(hist[0].size, layer.len() as u64);
+    // Layer, 2 configs, 2 manifests: nothing else (manifest.json, repositories) stays.
+    assert_eq!(snapshot(&s).1.len(), 5);
+
+    // A link out of the archive is refused.
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    b.append_link(&mut h, "x/layer.tar", "../../../etc/shadow")
+        .unwrap();
+    let err = s
+        .load(&mut Cursor::new(b.into_inner().unwrap()))
+        .unwrap_err();
+    assert!(err.to_string().contains("outside the archive"), "{err}");
+}

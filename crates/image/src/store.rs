@@ -394,8 +394,11 @@ impl ImageStore {
     }
 
     /// `docker rmi`: untags a reference, or removes an image given by ID. An image is
-    /// deleted (with the blobs only it used) once no reference is left, unless `in_use`
-    /// says a container uses it.
+    /// deleted (with the blobs only it used) once no reference is left, never while
+    /// `in_use` says a container uses it: then removing its last reference, or removing it
+    /// by ID, needs `force` and only untags. (Docker refuses even a forced removal when the
+    /// container is running; callers that want that check it before.) By ID, an image
+    /// tagged in several repositories needs `force`.
     pub fn remove(
         &self,
         name: &str,
@@ -434,10 +437,17 @@ impl ImageStore {
             untag(&r, &mut out)?;
         } else {
             if in_use(&id) {
-                return Err(Error::Conflict(format!(
-                    "unable to delete {} (cannot be forced) - image is being used by a container",
-                    short_id(&id)
-                )));
+                if !force {
+                    return Err(Error::Conflict(format!(
+                        "unable to delete {} (must be forced) - image is being used by a container",
+                        short_id(&id)
+                    )));
+                }
+                // Forced: the references go, the image stays for the container.
+                for r in &refs {
+                    untag(r, &mut out)?;
+                }
+                return Ok(out);
             }
             let repos: BTreeSet<String> = refs.iter().map(Reference::repository).collect();
             if repos.len() > 1 && !force {

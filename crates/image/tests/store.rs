@@ -142,7 +142,7 @@ fn import_list_inspect_tag_rmi() {
         s.remove("other", false, &never).unwrap(),
         vec![Removed::Untagged("other:latest".into())]
     );
-    // A container uses it: the last tag cannot go without force, the ID never.
+    // A container uses it: neither the last tag nor the ID go without force.
     s.remove("localhost:5000/a/b:v1", false, &never).unwrap();
     let used = |d: &Digest| *d == id;
     assert!(matches!(
@@ -150,9 +150,18 @@ fn import_list_inspect_tag_rmi() {
         Err(Error::Conflict(_))
     ));
     assert!(matches!(
-        s.remove(id.as_str(), true, &used),
+        s.remove(id.as_str(), false, &used),
         Err(Error::Conflict(_))
     ));
+    // Forced while used: untagged, kept.
+    let removed = s.remove("busybox", true, &used).unwrap();
+    assert_eq!(removed, vec![Removed::Untagged("busybox:latest".into())]);
+    assert!(s.list().unwrap()[0].repo_tags.is_empty());
+    s.tag(id.as_str(), "busybox").unwrap();
+    let removed = s.remove(id.as_str(), true, &used).unwrap();
+    assert_eq!(removed, vec![Removed::Untagged("busybox:latest".into())]);
+    assert_eq!(s.list().unwrap().len(), 1);
+    s.tag(id.as_str(), "busybox").unwrap();
     let removed = s.remove("busybox", false, &never).unwrap();
     assert_eq!(removed[0], Removed::Untagged("busybox:latest".into()));
     assert!(removed.contains(&Removed::Deleted(id.to_string())));

@@ -256,6 +256,15 @@ fn save_then_load_round_trip() {
         s.inspect("busybox").unwrap().config
     );
 
+    // A gzipped archive loads too (as docker load accepts).
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &out).unwrap();
+    let gz_store = ImageStore::open(&t.path().join("gz")).unwrap();
+    let loaded = gz_store
+        .load(&mut Cursor::new(gz.finish().unwrap()))
+        .unwrap();
+    assert_eq!(loaded[0].id, id);
+
     // The OCI layout alone (no manifest.json) loads too.
     let oci_only = rewrite(&out, |name, data| {
         (name != "manifest.json").then(|| data.to_vec())

@@ -16,6 +16,7 @@ mod store;
 pub use content::{BlobWriter, ContentStore, Ingested};
 pub use digest::Digest;
 pub use error::{Error, Result};
+pub use import::apply_changes;
 pub use reference::Reference;
 pub use store::{
     short_id, GcReport, HistoryItem, ImageId, ImageInspect, ImageRecord, ImageStore, ImageSummary,

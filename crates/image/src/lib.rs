@@ -1,0 +1,24 @@
+//! Polis's local image store: content-addressed blobs, an index of images and references,
+//! `import` of root filesystem tars, `load` and `save` of docker-archive tars, and the
+//! mapping of an image config onto an OCI runtime process.
+
+mod archive;
+pub use archive::LoadedImage;
+pub mod config;
+mod content;
+mod digest;
+mod error;
+mod import;
+pub mod reference;
+pub mod spec;
+mod store;
+
+pub use content::{BlobWriter, ContentStore, Ingested};
+pub use digest::Digest;
+pub use error::{Error, Result};
+pub use import::apply_changes;
+pub use reference::Reference;
+pub use store::{
+    short_id, GcReport, HistoryItem, ImageId, ImageInspect, ImageRecord, ImageStore, ImageSummary,
+    InspectRootFs, LayerInfo, LayerRecord, Removed,
+};

@@ -11,5 +11,7 @@ pub mod unpack;
 pub use diff::diff;
 pub use error::{Error, Result};
 pub use mount::{unmount, Mount};
-pub use snapshot::{chain_id, disk_usage, ContainerInfo, SnapshotInfo, Snapshotter, Usage};
+pub use snapshot::{
+    chain_id, disk_usage, sha256_digest, ContainerInfo, SnapshotInfo, Snapshotter, Usage,
+};
 pub use unpack::{decompress, unpack, UnpackOptions, Unpacked};

@@ -77,6 +77,11 @@ pub fn chain_id(parent: Option<&str>, diff_id: &str) -> String {
     }
 }
 
+/// `sha256:<hex>` of `data`, the form of diff IDs and chain IDs.
+pub fn sha256_digest(data: &[u8]) -> String {
+    format!("sha256:{}", hex(&Sha256::digest(data)))
+}
+
 fn digest_hex(digest: &str) -> Result<&str> {
     match digest.strip_prefix("sha256:") {
         Some(hex)

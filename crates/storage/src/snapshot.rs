@@ -101,8 +101,7 @@ fn digest_hex(digest: &str) -> Result<&str> {
 fn check_key(key: &str) -> Result<()> {
     let ok = !key.is_empty()
         && key.len() <= 128
-        && key != "."
-        && key != ".."
+        && !key.starts_with('.')
         && key
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
@@ -110,7 +109,7 @@ fn check_key(key: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::InvalidArgument(format!(
-            "container key {key:?} (use 1-128 of [A-Za-z0-9_.-])"
+            "container key {key:?} (use 1-128 of [A-Za-z0-9_.-], not starting with '.')"
         )))
     }
 }
@@ -137,6 +136,8 @@ impl Snapshotter {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).map_err(|e| Error::io("mkdir", &path, e))?;
         }
+        // Overlay options need absolute paths.
+        let root = std::fs::canonicalize(&root).map_err(|e| Error::io("resolve", &root, e))?;
         let snapshotter = Snapshotter {
             root,
             unpack_options,
@@ -150,18 +151,35 @@ impl Snapshotter {
         &self.root
     }
 
-    /// Removes what an interrupted operation left: staged layers, half-made or half-removed
-    /// snapshots and containers.
+    /// Removes what an interrupted operation left: layers staged by processes that are gone,
+    /// half-made or half-removed snapshots and containers (those change only under the lock).
     fn clean_leftovers(&self) -> Result<()> {
         let _lock = self.lock()?;
-        for dir in ["staging", "snapshots", "containers"] {
+        for dir in ["staging", "snapshots", "containers", "index"] {
             let path = self.root.join(dir);
             let entries = std::fs::read_dir(&path).map_err(|e| Error::io("read dir", &path, e))?;
             for entry in entries.flatten() {
                 let name = entry.file_name();
                 let name = name.to_string_lossy();
-                if dir == "staging" || name.ends_with(".tmp") || name.ends_with(".del") {
-                    let _ = std::fs::remove_dir_all(entry.path());
+                let stale = if dir == "staging" {
+                    // Staged names start with the pid of the process unpacking them.
+                    let pid: String = name
+                        .trim_start_matches('.')
+                        .chars()
+                        .take_while(char::is_ascii_digit)
+                        .collect();
+                    pid.is_empty() || !Path::new("/proc").join(&pid).exists()
+                } else {
+                    name.starts_with(".tmp-") || name.starts_with(".del-")
+                };
+                if stale {
+                    let path = entry.path();
+                    let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                        std::fs::remove_dir_all(&path)
+                    } else {
+                        std::fs::remove_file(&path)
+                    };
+                    removed.map_err(|e| Error::io("remove leftover", &path, e))?;
                 }
             }
         }
@@ -264,7 +282,7 @@ impl Snapshotter {
             .root
             .join("staging")
             .join(format!("{}-{n}", std::process::id()));
-        let guard = RemoveOnDrop(Some(staged.clone()));
+        let mut guard = RemoveOnDrop::new(&staged);
         let unpacked = unpack(layer, &staged, &self.unpack_options)?;
         if let Some(expected) = expected_diff_id {
             if unpacked.diff_id != expected {
@@ -296,20 +314,20 @@ impl Snapshotter {
             containers: Vec::new(),
         };
         let final_dir = self.snapshot_dir(id);
-        let tmp_dir = final_dir.with_extension("tmp");
+        let tmp_dir = self.root.join("snapshots").join(format!(".tmp-{id}"));
         std::fs::create_dir(&tmp_dir).map_err(|e| Error::io("mkdir", &tmp_dir, e))?;
-        let tmp_guard = RemoveOnDrop(Some(tmp_dir.clone()));
+        let mut tmp_guard = RemoveOnDrop::new(&tmp_dir);
         let fs = tmp_dir.join("fs");
         std::fs::rename(&staged, &fs).map_err(|e| Error::io("rename", &fs, e))?;
-        std::mem::forget(guard);
+        guard.disarm();
         write_json_atomic(&tmp_dir.join("info.json"), &info)?;
         std::fs::rename(&tmp_dir, &final_dir).map_err(|e| Error::io("rename", &final_dir, e))?;
-        std::mem::forget(tmp_guard);
+        tmp_guard.disarm();
         if let Some(parent_id) = parent_id {
             self.update_snapshot(parent_id, |p| p.children.push(id))?;
         }
         let link = self.root.join("index").join(digest_hex(&chain)?);
-        let link_tmp = link.with_extension("tmp");
+        let link_tmp = self.root.join("index").join(format!(".tmp-{id}"));
         let _ = std::fs::remove_file(&link_tmp);
         std::os::unix::fs::symlink(id.to_string(), &link_tmp)
             .map_err(|e| Error::io("symlink", &link_tmp, e))?;
@@ -370,16 +388,16 @@ impl Snapshotter {
                 info.lowers.len()
             )));
         }
-        let tmp = dir.with_extension("tmp");
+        let tmp = self.root.join("containers").join(format!(".tmp-{key}"));
         let _ = std::fs::remove_dir_all(&tmp);
-        let guard = RemoveOnDrop(Some(tmp.clone()));
+        let mut guard = RemoveOnDrop::new(&tmp);
         for sub in ["upper", "work"] {
             let path = tmp.join(sub);
             std::fs::create_dir_all(&path).map_err(|e| Error::io("mkdir", &path, e))?;
         }
         write_json_atomic(&tmp.join("info.json"), &info)?;
         std::fs::rename(&tmp, &dir).map_err(|e| Error::io("rename", &dir, e))?;
-        std::mem::forget(guard);
+        guard.disarm();
         self.update_snapshot(top, |s| s.containers.push(key.to_string()))?;
         Ok(vec![mount])
     }
@@ -436,7 +454,12 @@ impl Snapshotter {
         let _lock = self.lock()?;
         let info = self.container_info(key)?;
         let dir = self.container_dir(key);
-        let doomed = dir.with_extension("del");
+        if let Some(target) = overlay_mounted_with_upper(&dir.join("upper"))? {
+            return Err(Error::Conflict(format!(
+                "container storage {key} is still mounted at {target}"
+            )));
+        }
+        let doomed = self.root.join("containers").join(format!(".del-{key}"));
         std::fs::rename(&dir, &doomed).map_err(|e| Error::io("rename", &dir, e))?;
         if let Some(top) = self.lookup(&info.top_chain_id)? {
             self.update_snapshot(top, |s| s.containers.retain(|k| k != key))?;
@@ -468,7 +491,7 @@ impl Snapshotter {
         if let Some(parent) = info.parent_id {
             self.update_snapshot(parent, |p| p.children.retain(|c| *c != id))?;
         }
-        let doomed = dir.with_extension("del");
+        let doomed = self.root.join("snapshots").join(format!(".del-{id}"));
         std::fs::rename(&dir, &doomed).map_err(|e| Error::io("rename", &dir, e))?;
         std::fs::remove_dir_all(&doomed).map_err(|e| Error::io("remove", &doomed, e))
     }
@@ -534,6 +557,27 @@ pub fn disk_usage(path: &Path) -> Result<Usage> {
     Ok(usage)
 }
 
+/// The mount point of an overlay in this mount namespace whose upper directory is `upper`.
+fn overlay_mounted_with_upper(upper: &Path) -> Result<Option<String>> {
+    let path = Path::new("/proc/self/mountinfo");
+    let table = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
+    let wanted = format!("upperdir={}", upper.display());
+    for line in table.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut fields = right.split(' ');
+        if fields.next() != Some("overlay") {
+            continue;
+        }
+        let super_options = fields.nth(1).unwrap_or("");
+        if super_options.split(',').any(|o| o == wanted) {
+            return Ok(Some(left.split(' ').nth(4).unwrap_or("?").to_string()));
+        }
+    }
+    Ok(None)
+}
+
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
     serde_json::from_slice(&bytes).map_err(|source| Error::Metadata {
@@ -576,7 +620,7 @@ mod tests {
     #[test]
     fn keys_and_digests_are_checked() {
         assert!(check_key("abc-1_2.x").is_ok());
-        for bad in ["", ".", "..", "a/b", "a,b", "a:b"] {
+        for bad in ["", ".", "..", ".tmp-x", "a/b", "a,b", "a:b"] {
             assert!(check_key(bad).is_err(), "{bad}");
         }
         assert!(digest_hex("sha256:../../x").is_err());

@@ -37,7 +37,8 @@ pub const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
 pub struct UnpackOptions {
     /// Allow character and block device nodes (fifos are always allowed).
     pub allow_devices: bool,
-    /// Cap on the uncompressed size of the layer tar, in bytes.
+    /// Cap on the uncompressed size of the layer tar, and separately on the total size of
+    /// its files once sparse entries are expanded, in bytes.
     pub max_bytes: u64,
     /// Cap on the number of entries in the layer.
     pub max_entries: u64,
@@ -69,12 +70,12 @@ pub struct Unpacked {
 pub fn unpack(layer: impl Read, target: &Path, opts: &UnpackOptions) -> Result<Unpacked> {
     let staging = staging_path(target)?;
     std::fs::create_dir(&staging).map_err(|e| Error::io("mkdir", &staging, e))?;
-    let guard = RemoveOnDrop(Some(staging.clone()));
+    let mut guard = RemoveOnDrop::new(&staging);
     let root = open_dir(&staging)?;
     let unpacked = apply_layer(layer, &root, opts)?;
     drop(root);
     std::fs::rename(&staging, target).map_err(|e| Error::io("rename into place", target, e))?;
-    std::mem::forget(guard);
+    guard.disarm();
     Ok(unpacked)
 }
 
@@ -92,8 +93,18 @@ fn staging_path(target: &Path) -> Result<PathBuf> {
     Ok(parent.join(staging))
 }
 
-/// Removes a directory tree when dropped, unless disarmed with `mem::forget`.
-pub(crate) struct RemoveOnDrop(pub(crate) Option<PathBuf>);
+/// Removes a directory tree when dropped, unless disarmed.
+pub(crate) struct RemoveOnDrop(Option<PathBuf>);
+
+impl RemoveOnDrop {
+    pub(crate) fn new(path: &Path) -> Self {
+        RemoveOnDrop(Some(path.to_path_buf()))
+    }
+
+    pub(crate) fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
@@ -183,6 +194,7 @@ pub(crate) fn apply_layer(
         root,
         opts,
         dir_times: Vec::new(),
+        file_bytes: 0,
     };
     let mut entries = 0u64;
     let iter = archive
@@ -255,6 +267,8 @@ struct Applier<'a> {
     opts: &'a UnpackOptions,
     /// Directory times are set last: creating children changes them.
     dir_times: Vec<(Vec<OsString>, TimeSpec)>,
+    /// Bytes of file content written so far, holes included.
+    file_bytes: u64,
 }
 
 impl Applier<'_> {
@@ -309,8 +323,19 @@ impl Applier<'_> {
                 )
                 .map_err(|e| Error::entry(&display, format!("create: {e}")))?;
                 let mut file = File::from(fd);
-                copy_sparse(entry, &mut file)
-                    .map_err(|e| Error::entry(&display, format!("write: {e}")))?;
+                let budget = self.opts.max_bytes.saturating_sub(self.file_bytes);
+                match copy_sparse(entry, &mut file, budget) {
+                    Ok(written) => self.file_bytes += written,
+                    Err(CopyError::OverBudget) => {
+                        return Err(Error::Layer(format!(
+                            "files in the layer exceed the limit of {} bytes (at {display:?})",
+                            self.opts.max_bytes
+                        )))
+                    }
+                    Err(CopyError::Io(e)) => {
+                        return Err(Error::entry(&display, format!("write: {e}")))
+                    }
+                }
                 drop(file);
                 meta.apply(&parent, name, &display, false)?;
                 meta.set_times(&parent, name, &display)?;
@@ -508,6 +533,7 @@ impl Applier<'_> {
                         root: self.root,
                         opts: self.opts,
                         dir_times: Vec::new(),
+                        file_bytes: 0,
                     }
                     .open_parent(dirs, false, "")
                     .ok(),
@@ -556,11 +582,28 @@ pub(crate) fn fd_path(fd: &impl AsRawFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
+enum CopyError {
+    OverBudget,
+    Io(io::Error),
+}
+
+impl From<io::Error> for CopyError {
+    fn from(e: io::Error) -> Self {
+        CopyError::Io(e)
+    }
+}
+
 /// Copies file data, leaving holes where whole blocks are zero so sparse files stay sparse.
-fn copy_sparse(src: &mut impl Read, dst: &mut File) -> io::Result<()> {
+/// Stops once more than `budget` bytes came out: a small sparse entry can expand to any size.
+fn copy_sparse(
+    src: &mut impl Read,
+    dst: &mut File,
+    budget: u64,
+) -> std::result::Result<u64, CopyError> {
     const BLOCK: usize = 64 * 1024;
     let mut buf = vec![0u8; BLOCK];
     let mut pending_hole = false;
+    let mut written = 0u64;
     loop {
         let mut filled = 0;
         while filled < BLOCK {
@@ -568,11 +611,15 @@ fn copy_sparse(src: &mut impl Read, dst: &mut File) -> io::Result<()> {
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
         if filled == 0 {
             break;
+        }
+        written += filled as u64;
+        if written > budget {
+            return Err(CopyError::OverBudget);
         }
         if buf[..filled].iter().all(|b| *b == 0) {
             dst.seek(SeekFrom::Current(filled as i64))?;
@@ -589,7 +636,7 @@ fn copy_sparse(src: &mut impl Read, dst: &mut File) -> io::Result<()> {
         let end = dst.stream_position()?;
         dst.set_len(end)?;
     }
-    Ok(())
+    Ok(written)
 }
 
 /// Owner, mode, xattrs and times of one entry.

@@ -656,6 +656,9 @@ fn diff_round_trips_container_changes() {
     .unwrap();
     fs::create_dir_all(m1.join("deep/er/dir")).unwrap();
     fs::write(m1.join("deep/er/dir/f"), "deep").unwrap();
+    let long = format!("deep/er/dir/{}", "long-name-".repeat(15));
+    fs::write(m1.join(&long), "long").unwrap();
+    xattr::set(m1.join(&long), "user.long", b"name").unwrap();
     let upper = snapshotter.upper_dir("changer").unwrap();
     assert_eq!(
         xattr::get(upper.join("opq"), "trusted.overlay.opaque")

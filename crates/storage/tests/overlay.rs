@@ -165,9 +165,8 @@ fn run(cmd: &mut Command) {
     assert!(status.success(), "{cmd:?} failed: {status}");
 }
 
-/// A gzip layer made by GNU tar with xattrs and owners (POSIX format), and a plain layer
-/// with a 1 GiB sparse file (GNU format: the tar crate reads GNU sparse entries).
-fn gnu_tar_layers(work: &Path) -> (Vec<u8>, Vec<u8>) {
+/// A gzip layer made by GNU tar with xattrs and owners (POSIX format).
+fn gnu_tar_xattr_layer(work: &Path) -> Vec<u8> {
     let src = work.join("gnu-src");
     fs::create_dir_all(src.join("gnu")).unwrap();
     fs::write(src.join("gnu/xattr-file"), "gnu").unwrap();
@@ -185,7 +184,12 @@ fn gnu_tar_layers(work: &Path) -> (Vec<u8>, Vec<u8>) {
         .arg("-C")
         .arg(&src)
         .arg("."));
+    fs::read(tgz).unwrap()
+}
 
+/// A plain layer made by GNU tar with a 1 GiB sparse file (GNU format: the tar crate reads
+/// GNU sparse entries).
+fn gnu_tar_sparse_layer(work: &Path) -> Vec<u8> {
     let sparse_src = work.join("sparse-src");
     fs::create_dir_all(&sparse_src).unwrap();
     let file = fs::File::create(sparse_src.join("big.sparse")).unwrap();
@@ -200,7 +204,7 @@ fn gnu_tar_layers(work: &Path) -> (Vec<u8>, Vec<u8>) {
         .arg("-C")
         .arg(&sparse_src)
         .arg("big.sparse"));
-    (fs::read(tgz).unwrap(), fs::read(sparse_tar).unwrap())
+    fs::read(sparse_tar).unwrap()
 }
 
 fn ls(dir: &Path) -> Vec<String> {
@@ -216,7 +220,8 @@ fn ls(dir: &Path) -> Vec<String> {
 fn multi_layer_image_mounts_as_overlay() {
     let tmp = tempfile::tempdir().unwrap();
     let snapshotter = Snapshotter::new(tmp.path().join("storage")).unwrap();
-    let (gnu_layer, sparse_layer) = gnu_tar_layers(tmp.path());
+    let gnu_layer = gnu_tar_xattr_layer(tmp.path());
+    let sparse_layer = gnu_tar_sparse_layer(tmp.path());
 
     let base = base_layer();
     let (c1, d1) = snapshotter.commit_layer(None, base.as_slice()).unwrap();
@@ -340,6 +345,14 @@ fn multi_layer_image_mounts_as_overlay() {
     assert!(err.contains("in use by snapshot"), "{err}");
     assert!(snapshotter.prepare("web-1", &c4).is_err());
 
+    let err = snapshotter
+        .remove_container("web-1")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("container storage web-1 is still mounted at"),
+        "{err}"
+    );
     drop(_guard);
     snapshotter.remove_container("web-1").unwrap();
     for chain in [&c4, &c3, &c2, &c1] {
@@ -709,4 +722,133 @@ fn diff_round_trips_container_changes() {
     );
     assert_eq!(ls(&m2.join("opq")), ["fresh"]);
     assert!(!m2.join("deleteme").exists());
+}
+
+#[test]
+fn sparse_expansion_is_capped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layer = gnu_tar_sparse_layer(tmp.path());
+    assert!(layer.len() < 1 << 20);
+    let capped = UnpackOptions {
+        max_bytes: 64 << 20,
+        ..UnpackOptions::default()
+    };
+    assert_refused(
+        "sparse bomb",
+        &layer,
+        capped,
+        "files in the layer exceed the limit of 67108864 bytes",
+    );
+}
+
+#[test]
+fn verified_commit_refuses_wrong_content_and_leftovers_are_cleaned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("storage");
+    let snapshotter = Snapshotter::new(&root).unwrap();
+    let wrong = polis_storage::sha256_digest(b"something else");
+    let err = snapshotter
+        .commit_layer_verified(None, &wrong, base_layer().as_slice())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("expected sha256:"), "{err}");
+    assert!(ls(&root.join("snapshots")).is_empty());
+    assert!(ls(&root.join("staging")).is_empty());
+
+    let right = polis_storage::sha256_digest(&base_layer());
+    let chain = snapshotter
+        .commit_layer_verified(None, &right, base_layer().as_slice())
+        .unwrap();
+    assert_eq!(chain, right);
+    // Known layers are not read again.
+    assert_eq!(
+        snapshotter
+            .commit_layer_verified(None, &right, std::io::empty())
+            .unwrap(),
+        chain
+    );
+
+    // What a killed process left behind goes when the store is opened again.
+    fs::create_dir_all(root.join("staging/999999999-0/x")).unwrap();
+    fs::create_dir_all(root.join("snapshots/.tmp-7/fs")).unwrap();
+    fs::create_dir_all(root.join("containers/.del-old/upper")).unwrap();
+    let reopened = Snapshotter::new(&root).unwrap();
+    assert!(ls(&root.join("staging")).is_empty());
+    assert_eq!(ls(&root.join("snapshots")), ["1"]);
+    assert!(ls(&root.join("containers")).is_empty());
+    assert!(reopened.has(&chain));
+}
+
+fn json_file(layout: &Path, digest: &str) -> serde_json::Value {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(hex)).unwrap()).unwrap()
+}
+
+/// An image made by umoci: two gzip layers, the second deleting a file and replacing a
+/// directory; diff IDs come from umoci's image config and must match ours.
+#[test]
+fn umoci_image_layers_match_their_diff_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("img");
+    let image = format!("{}:t", layout.display());
+    let umoci = |args: &[&str]| {
+        run(Command::new("umoci")
+            .args(args)
+            .stdout(std::process::Stdio::null()));
+    };
+    umoci(&["init", "--layout", layout.to_str().unwrap()]);
+    umoci(&["new", "--image", &image]);
+    let b1 = tmp.path().join("b1");
+    umoci(&["unpack", "--image", &image, b1.to_str().unwrap()]);
+    let rootfs = b1.join("rootfs");
+    fs::create_dir_all(rootfs.join("etc")).unwrap();
+    fs::create_dir_all(rootfs.join("dir/sub")).unwrap();
+    fs::write(rootfs.join("etc/hello"), "hi").unwrap();
+    fs::write(rootfs.join("gone"), "x").unwrap();
+    fs::write(rootfs.join("dir/sub/o"), "o").unwrap();
+    fs::hard_link(rootfs.join("etc/hello"), rootfs.join("hl")).unwrap();
+    std::os::unix::fs::symlink("etc/hello", rootfs.join("sl")).unwrap();
+    std::os::unix::fs::chown(rootfs.join("etc/hello"), Some(1234), Some(5678)).unwrap();
+    umoci(&["repack", "--image", &image, b1.to_str().unwrap()]);
+    let b2 = tmp.path().join("b2");
+    umoci(&["unpack", "--image", &image, b2.to_str().unwrap()]);
+    let rootfs = b2.join("rootfs");
+    fs::remove_file(rootfs.join("gone")).unwrap();
+    fs::remove_dir_all(rootfs.join("dir")).unwrap();
+    fs::create_dir(rootfs.join("dir")).unwrap();
+    fs::write(rootfs.join("dir/new"), "n").unwrap();
+    umoci(&["repack", "--image", &image, b2.to_str().unwrap()]);
+
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest = json_file(&layout, index["manifests"][0]["digest"].as_str().unwrap());
+    let config = json_file(&layout, manifest["config"]["digest"].as_str().unwrap());
+    let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2);
+
+    let snapshotter = Snapshotter::new(tmp.path().join("storage")).unwrap();
+    let mut parent: Option<String> = None;
+    for (layer, diff_id) in layers.iter().zip(diff_ids) {
+        let blob = layer["digest"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("sha256:")
+            .unwrap();
+        let file = fs::File::open(layout.join("blobs/sha256").join(blob)).unwrap();
+        let chain = snapshotter
+            .commit_layer_verified(parent.as_deref(), diff_id.as_str().unwrap(), file)
+            .unwrap();
+        parent = Some(chain);
+    }
+    let top = parent.unwrap();
+    snapshotter.prepare("umoci", &top).unwrap();
+    let merged = tmp.path().join("merged");
+    let _guard = mount(&snapshotter, "umoci", &merged);
+    assert!(!merged.join("gone").exists());
+    assert_eq!(ls(&merged.join("dir")), ["new"]);
+    let hello = fs::metadata(merged.join("etc/hello")).unwrap();
+    assert_eq!((hello.uid(), hello.gid()), (1234, 5678));
+    assert_eq!(hello.ino(), fs::metadata(merged.join("hl")).unwrap().ino());
+    assert_eq!(fs::read_to_string(merged.join("sl")).unwrap(), "hi");
 }

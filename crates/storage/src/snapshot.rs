@@ -136,8 +136,14 @@ impl Snapshotter {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).map_err(|e| Error::io("mkdir", &path, e))?;
         }
-        // Overlay options need absolute paths.
+        // Overlay options need absolute paths, free of their separators.
         let root = std::fs::canonicalize(&root).map_err(|e| Error::io("resolve", &root, e))?;
+        let shown = root.display().to_string();
+        if shown.contains([',', ':', '\\']) || shown.chars().any(char::is_whitespace) {
+            return Err(Error::InvalidArgument(format!(
+                "storage root {shown:?}: overlay options cannot name paths with ',', ':', '\\' or spaces"
+            )));
+        }
         let snapshotter = Snapshotter {
             root,
             unpack_options,
@@ -410,15 +416,26 @@ impl Snapshotter {
             .collect::<Vec<_>>()
             .join(":");
         let dir = self.container_dir(&info.key);
+        let mut options = vec![
+            format!("lowerdir={lowerdir}"),
+            format!("upperdir={}", dir.join("upper").display()),
+            format!("workdir={}", dir.join("work").display()),
+        ];
+        // Whatever the host's defaults, keep the upper layer a plain record of changes that
+        // `diff` can read: no inode index, no directory redirects, no metadata-only copy-up.
+        for feature in ["index", "redirect_dir", "metacopy"] {
+            if Path::new("/sys/module/overlay/parameters")
+                .join(feature)
+                .exists()
+            {
+                options.push(format!("{feature}=off"));
+            }
+        }
         Mount {
             typ: "overlay".to_string(),
             source: "overlay".to_string(),
             target: None,
-            options: vec![
-                format!("lowerdir={lowerdir}"),
-                format!("upperdir={}", dir.join("upper").display()),
-                format!("workdir={}", dir.join("work").display()),
-            ],
+            options,
         }
     }
 

@@ -524,21 +524,13 @@ impl Applier<'_> {
         Ok(current)
     }
 
+    /// Stamps directory times, deepest first so parents are not touched again.
     fn finish(&mut self) -> Result<()> {
-        for (components, mtime) in self.dir_times.drain(..).rev() {
+        let dir_times = std::mem::take(&mut self.dir_times);
+        for (components, mtime) in dir_times.into_iter().rev() {
             let (parent, name) = match components.split_last() {
                 None => (self.root.try_clone().ok(), OsString::from(".")),
-                Some((name, dirs)) => (
-                    Applier {
-                        root: self.root,
-                        opts: self.opts,
-                        dir_times: Vec::new(),
-                        file_bytes: 0,
-                    }
-                    .open_parent(dirs, false, "")
-                    .ok(),
-                    name.clone(),
-                ),
+                Some((name, dirs)) => (self.open_parent(dirs, false, "").ok(), name.clone()),
             };
             // A directory replaced later in the layer has nothing left to stamp.
             if let Some(parent) = parent {

@@ -852,3 +852,23 @@ fn umoci_image_layers_match_their_diff_ids() {
     assert_eq!(hello.ino(), fs::metadata(merged.join("hl")).unwrap().ino());
     assert_eq!(fs::read_to_string(merged.join("sl")).unwrap(), "hi");
 }
+
+#[test]
+fn concurrent_commits_of_one_layer_share_a_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let snapshotter = Snapshotter::new(tmp.path().join("storage")).unwrap();
+    let layer = base_layer();
+    let chains: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let snapshotter = snapshotter.clone();
+                let layer = &layer;
+                scope.spawn(move || snapshotter.commit_layer(None, layer.as_slice()).unwrap().0)
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(chains.iter().all(|c| *c == chains[0]));
+    assert_eq!(snapshotter.list().unwrap().len(), 1);
+    assert!(ls(&snapshotter.root().join("staging")).is_empty());
+}

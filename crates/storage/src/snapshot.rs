@@ -523,7 +523,7 @@ impl Snapshotter {
         disk_usage(&self.upper_dir(key)?)
     }
 
-    /// Chain IDs of all committed snapshots.
+    /// Records of all committed snapshots, oldest first.
     pub fn list(&self) -> Result<Vec<SnapshotInfo>> {
         let dir = self.root.join("snapshots");
         let entries = std::fs::read_dir(&dir).map_err(|e| Error::io("read dir", &dir, e))?;

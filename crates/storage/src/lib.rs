@@ -1,0 +1,17 @@
+//! Image layer storage for Polis: unpacking OCI/Docker layer tars into overlay lower layers,
+//! snapshots keyed by chain ID that images share, per-container overlay upper layers, and
+//! layer diffs of a container's changes. Synchronous; mounts are returned, not performed.
+
+pub mod diff;
+mod error;
+pub mod mount;
+pub mod snapshot;
+pub mod unpack;
+
+pub use diff::diff;
+pub use error::{Error, Result};
+pub use mount::{unmount, Mount};
+pub use snapshot::{
+    chain_id, disk_usage, sha256_digest, ContainerInfo, SnapshotInfo, Snapshotter, Usage,
+};
+pub use unpack::{decompress, unpack, UnpackOptions, Unpacked};

@@ -1,6 +1,7 @@
 //! Polis's REST API: the Docker Engine API (versions 1.24 to 1.47, negotiated through
 //! `/_ping`'s `Api-Version` header), served over a unix socket.
 
+mod images;
 mod system;
 mod versioning;
 
@@ -13,6 +14,12 @@ use tokio::net::UnixListener;
 use tower::Layer;
 
 pub use versioning::{MAX_API_VERSION, MIN_API_VERSION};
+
+/// What every handler can reach.
+pub struct AppState {
+    pub info: DaemonInfo,
+    pub images: Arc<polis_image::ImageStore>,
+}
 
 /// What the handlers read about the daemon.
 #[derive(Debug, Clone)]
@@ -33,12 +40,23 @@ pub enum Error {
 }
 
 /// The whole API as one router.
-pub fn router(info: DaemonInfo) -> Router {
+pub fn router(state: AppState) -> Router {
+    use axum::routing::post;
     Router::new()
         .route("/_ping", get(system::ping).head(system::ping))
         .route("/version", get(system::version))
         .route("/info", get(system::info))
-        .with_state(Arc::new(info))
+        .route("/images/create", post(images::create))
+        .route("/images/json", get(images::list))
+        .route("/images/get", get(images::save))
+        .route("/images/load", post(images::load))
+        .route(
+            "/images/{*rest}",
+            get(images::by_name_get)
+                .post(images::by_name_post)
+                .delete(images::remove),
+        )
+        .with_state(Arc::new(state))
 }
 
 /// Serve `router` on the unix socket `path` until `shutdown` completes; the socket file

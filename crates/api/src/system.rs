@@ -9,7 +9,7 @@ use axum::Json;
 use serde_json::json;
 
 use crate::versioning::{format_version, MAX_API_VERSION, MIN_API_VERSION};
-use crate::DaemonInfo;
+use crate::AppState;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -65,7 +65,9 @@ pub async fn version() -> Json<serde_json::Value> {
     }))
 }
 
-pub async fn info(State(daemon): State<Arc<DaemonInfo>>) -> Json<serde_json::Value> {
+pub async fn info(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let daemon = &state.info;
+    let images = state.images.list().map(|l| l.len()).unwrap_or(0);
     let uname = nix::sys::utsname::uname().ok();
     let cgroup_version = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         "2"
@@ -87,6 +89,8 @@ pub async fn info(State(daemon): State<Arc<DaemonInfo>>) -> Json<serde_json::Val
     Json(json!({
         "ID": daemon.id,
         "Name": daemon.name,
+        "Images": images,
+        "Driver": "overlay",
         "DockerRootDir": daemon.root,
         "CgroupDriver": "cgroupfs",
         "CgroupVersion": cgroup_version,

@@ -63,6 +63,20 @@ pub fn main(args: DaemonArgs) -> Result<i32> {
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_default(),
     };
+    let images = polis_image::ImageStore::open(&config.root.join("images"))?;
+    // Blobs a crash left behind (an interrupted load or import) go now.
+    let gc = images.gc()?;
+    if !gc.removed.is_empty() {
+        tracing::info!(
+            blobs = gc.removed.len(),
+            bytes = gc.bytes,
+            "removed unreferenced blobs"
+        );
+    }
+    let state = polis_api::AppState {
+        info,
+        images: std::sync::Arc::new(images),
+    };
     let socket = config.socket_path()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -71,7 +85,7 @@ pub fn main(args: DaemonArgs) -> Result<i32> {
         .context("start the async runtime")?;
     runtime.block_on(async move {
         tracing::info!(root = %config.root.display(), socket = %socket.display(), "polis daemon listening");
-        polis_api::serve_unix(&socket, polis_api::router(info), shutdown_signal()).await?;
+        polis_api::serve_unix(&socket, polis_api::router(state), shutdown_signal()).await?;
         tracing::info!("polis daemon stopped");
         Ok::<_, anyhow::Error>(())
     })?;

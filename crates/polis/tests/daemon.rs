@@ -205,3 +205,103 @@ fn settings_from_file_environment_and_flags() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A busybox rootfs tar, built offline from Debian's busybox-static.
+fn busybox_tar(dir: &Path) -> PathBuf {
+    let rootfs = dir.join("rootfs");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/lib/busybox-rootfs.sh");
+    assert!(Command::new("bash")
+        .arg(script)
+        .arg(&rootfs)
+        .status()
+        .unwrap()
+        .success());
+    let tar = dir.join("rootfs.tar");
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    tar
+}
+
+#[test]
+fn docker_cli_image_verbs() {
+    let d = Daemon::start("images");
+    let tar = busybox_tar(&d.dir);
+    let import = Command::new(DOCKER)
+        .env("DOCKER_HOST", format!("unix://{}", d.socket.display()))
+        .args(["import", "-c", "CMD [\"sh\"]", "-", "busybox:local"])
+        .stdin(std::fs::File::open(&tar).unwrap())
+        .output()
+        .unwrap();
+    assert!(import.status.success(), "{import:?}");
+    let id = String::from_utf8_lossy(&import.stdout).trim().to_string();
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
+
+    let (code, out, err) = d.docker(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), format!("busybox:local {}", &id[7..19]));
+    let (code, out, _) = d.docker(&[
+        "inspect",
+        "--format",
+        "{{.Id}} {{json .Config.Cmd}} {{.Os}} {{len .RootFS.Layers}}",
+        "busybox:local",
+    ]);
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), format!("{id} [\"sh\"] linux 1"));
+    let (code, out, _) = d.docker(&["history", "--format", "{{.Comment}}", "busybox:local"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), "Imported from -");
+
+    assert_eq!(
+        d.docker(&["tag", "busybox:local", "127.0.0.1:5000/bb:v1"])
+            .0,
+        0
+    );
+    let (_, out, _) = d.docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    let mut tags: Vec<&str> = out.lines().collect();
+    tags.sort();
+    assert_eq!(tags, vec!["127.0.0.1:5000/bb:v1", "busybox:local"]);
+
+    let saved = d.dir.join("saved.tar");
+    assert_eq!(
+        d.docker(&["save", "-o", saved.to_str().unwrap(), "busybox:local"])
+            .0,
+        0
+    );
+    let (code, out, _) = d.docker(&["rmi", "127.0.0.1:5000/bb:v1", "busybox:local"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("Untagged: busybox:local") && out.contains(&format!("Deleted: {id}")),
+        "{out}"
+    );
+    assert_eq!(d.docker(&["images", "-q"]).1.trim(), "");
+
+    let (code, out, err) = d.docker(&["load", "-i", saved.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "Loaded image: busybox:local");
+    let (_, out, _) = d.docker(&["inspect", "--format", "{{.Id}}", "busybox:local"]);
+    assert_eq!(out.trim(), id, "the same image comes back");
+
+    // Errors: Docker's status codes and messages.
+    let (code, _, err) = d.docker(&["rmi", "nosuch:latest"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("No such image: nosuch:latest"), "{err}");
+    let (code, _, err) = d.docker(&["tag", "busybox:local", "Bad:Name"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("invalid reference format"), "{err}");
+    let garbage = d.dir.join("garbage.tar");
+    std::fs::write(&garbage, b"not a tar at all").unwrap();
+    let (code, _, err) = d.docker(&["load", "-i", garbage.to_str().unwrap()]);
+    assert_ne!(code, 0, "{err}");
+    assert_eq!(
+        d.docker(&["images", "-q"]).1.lines().count(),
+        1,
+        "a failed load stores nothing"
+    );
+}

@@ -1,0 +1,287 @@
+//! The image endpoints: import, list, inspect, history, tag, remove, save and load,
+//! over the local image store. Store work is blocking: it runs on the blocking pool,
+//! and request and response bodies are streamed, never held whole in memory.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::TryStreamExt;
+use polis_image::Error as ImageError;
+use serde_json::json;
+use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
+
+use crate::versioning::error;
+use crate::AppState;
+
+/// Docker's status code for each store error.
+pub fn image_error(e: ImageError) -> Response {
+    let status = match &e {
+        ImageError::ImageNotFound(_) | ImageError::BlobNotFound(_) => StatusCode::NOT_FOUND,
+        ImageError::InvalidReference(_)
+        | ImageError::InvalidDigest(_)
+        | ImageError::InvalidArchive(_)
+        | ImageError::DigestMismatch { .. }
+        | ImageError::InvalidMetadata { .. }
+        | ImageError::AmbiguousId(_) => StatusCode::BAD_REQUEST,
+        ImageError::Conflict(_) => StatusCode::CONFLICT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e.to_string())
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ImageError> + Send + 'static,
+) -> Result<T, Response> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(image_error),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+/// A request body as a blocking reader, for use on the blocking pool.
+fn body_reader(body: Body) -> impl Read + Send + 'static {
+    let stream = body
+        .into_data_stream()
+        .map_err(|e| std::io::Error::other(e.to_string()));
+    SyncIoBridge::new(StreamReader::new(stream))
+}
+
+/// All query values of a key (`names=a&names=b`).
+fn query_all(raw: Option<&str>, key: &str) -> Vec<String> {
+    url_pairs(raw.unwrap_or_default())
+        .into_iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v)
+        .collect()
+}
+
+fn url_pairs(q: &str) -> Vec<(String, String)> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(q).unwrap_or_default()
+}
+
+fn truthy(q: &HashMap<String, String>, key: &str) -> bool {
+    matches!(q.get(key).map(String::as_str), Some("1" | "true" | "True"))
+}
+
+/// `POST /images/create`: `fromSrc=-` imports the request body; pulls come with the
+/// registry support.
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    RawQuery(raw): RawQuery,
+    body: Body,
+) -> Response {
+    let pairs = url_pairs(raw.as_deref().unwrap_or_default());
+    let get = |k: &str| {
+        pairs
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    match get("fromSrc").as_deref() {
+        Some("-") => {}
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("import from {other:?}: only the request body (fromSrc=-) is supported"),
+            )
+        }
+        None => {
+            return error(
+                StatusCode::NOT_IMPLEMENTED,
+                "pulling images from a registry is not supported by this daemon yet",
+            )
+        }
+    }
+    let reference = match (get("repo"), get("tag")) {
+        (Some(r), Some(t)) if !r.is_empty() && !t.is_empty() => Some(format!("{r}:{t}")),
+        (Some(r), _) if !r.is_empty() => Some(r),
+        _ => None,
+    };
+    let changes = query_all(raw.as_deref(), "changes");
+    let message = get("message");
+    let store = state.images.clone();
+    let mut reader = body_reader(body);
+    let result = blocking(move || {
+        store.import(
+            &mut reader,
+            reference.as_deref(),
+            &changes,
+            message.as_deref(),
+        )
+    })
+    .await;
+    match result {
+        Ok(id) => Json(json!({ "status": id.as_str() })).into_response(),
+        Err(r) => r,
+    }
+}
+
+pub async fn list(State(state): State<Arc<AppState>>) -> Response {
+    let store = state.images.clone();
+    match blocking(move || store.list()).await {
+        Ok(images) => {
+            let out: Vec<_> = images
+                .into_iter()
+                .map(|i| {
+                    json!({
+                        "Id": i.id.as_str(),
+                        "ParentId": "",
+                        "RepoTags": i.repo_tags,
+                        "RepoDigests": i.repo_digests,
+                        "Created": i.created,
+                        "Size": i.size,
+                        "VirtualSize": i.size,
+                        "SharedSize": -1,
+                        "Labels": i.labels,
+                        "Containers": -1,
+                    })
+                })
+                .collect();
+            Json(out).into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+/// `GET /images/get?names=…`: a docker-archive, streamed as it is written.
+pub async fn save(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Response {
+    let names = query_all(raw.as_deref(), "names");
+    if names.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "no image names given");
+    }
+    // Resolve first, so a missing image is a clean 404 rather than a cut stream.
+    for n in &names {
+        if let Err(e) = state.images.resolve(n) {
+            return image_error(e);
+        }
+    }
+    let (reader, writer) = tokio::io::duplex(256 * 1024);
+    let store = state.images.clone();
+    let mut sink = SyncIoBridge::new(writer);
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        if let Err(e) = store.save(&refs, &mut sink) {
+            tracing::warn!(error = %e, "image save failed mid-stream");
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "application/x-tar")],
+        Body::from_stream(ReaderStream::new(reader)),
+    )
+        .into_response()
+}
+
+/// `POST /images/load`: a docker-archive or OCI layout in the request body.
+pub async fn load(State(state): State<Arc<AppState>>, body: Body) -> Response {
+    let store = state.images.clone();
+    let mut reader = body_reader(body);
+    match blocking(move || store.load(&mut reader)).await {
+        Ok(loaded) => {
+            let mut lines = String::new();
+            for image in loaded {
+                if image.references.is_empty() {
+                    let msg = format!("Loaded image ID: {}\n", image.id.as_str());
+                    lines.push_str(&json!({ "stream": msg }).to_string());
+                }
+                for r in image.references {
+                    let msg = format!("Loaded image: {}\n", r.familiar());
+                    lines.push_str(&json!({ "stream": msg }).to_string());
+                }
+            }
+            ([(header::CONTENT_TYPE, "application/json")], lines).into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+/// Everything under `/images/{name}…`: names may contain slashes, so the action is the
+/// last path element (`json`, `history`, `tag`).
+pub async fn by_name_get(State(state): State<Arc<AppState>>, Path(rest): Path<String>) -> Response {
+    let store = state.images.clone();
+    if let Some(name) = rest.strip_suffix("/json") {
+        let name = name.to_string();
+        return match blocking(move || store.inspect(&name)).await {
+            Ok(i) => Json(i).into_response(),
+            Err(r) => r,
+        };
+    }
+    if let Some(name) = rest.strip_suffix("/history") {
+        let name = name.to_string();
+        return match blocking(move || store.history(&name)).await {
+            Ok(items) => {
+                let out: Vec<_> = items
+                    .into_iter()
+                    .map(|h| {
+                        json!({
+                            "Id": h.id, "Created": h.created, "CreatedBy": h.created_by,
+                            "Tags": h.tags, "Size": h.size, "Comment": h.comment,
+                        })
+                    })
+                    .collect();
+                Json(out).into_response()
+            }
+            Err(r) => r,
+        };
+    }
+    error(
+        StatusCode::NOT_FOUND,
+        format!("page not found: /images/{rest}"),
+    )
+}
+
+pub async fn by_name_post(
+    State(state): State<Arc<AppState>>,
+    Path(rest): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(name) = rest.strip_suffix("/tag") else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("page not found: /images/{rest}"),
+        );
+    };
+    let Some(repo) = q.get("repo").filter(|r| !r.is_empty()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "repository name must have at least one component",
+        );
+    };
+    let target = match q.get("tag").filter(|t| !t.is_empty()) {
+        Some(t) => format!("{repo}:{t}"),
+        None => repo.clone(),
+    };
+    let (store, name) = (state.images.clone(), name.to_string());
+    match blocking(move || store.tag(&name, &target)).await {
+        Ok(_) => StatusCode::CREATED.into_response(),
+        Err(r) => r,
+    }
+}
+
+pub async fn remove(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let force = truthy(&q, "force");
+    let store = state.images.clone();
+    // No container uses an image yet: containers come with the engine's lifecycle.
+    match blocking(move || store.remove(&name, force, &|_| false)).await {
+        Ok(removed) => {
+            let out: Vec<_> = removed
+                .into_iter()
+                .map(|r| match r {
+                    polis_image::Removed::Untagged(t) => json!({ "Untagged": t }),
+                    polis_image::Removed::Deleted(d) => json!({ "Deleted": d }),
+                })
+                .collect();
+            Json(out).into_response()
+        }
+        Err(r) => r,
+    }
+}

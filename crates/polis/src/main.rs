@@ -1,7 +1,9 @@
 //! `polis`: one binary, several faces. `polis runtime …` is the OCI runtime with runc's
 //! command line; invoked as `polis-runtime` (a symlink) the binary is that runtime.
+//! `polis shim` is the per-container monitor.
 
 mod runtime;
+mod shim;
 
 use std::path::Path;
 
@@ -18,6 +20,9 @@ struct Cli {
 enum Command {
     /// The OCI runtime (runc's command line).
     Runtime(runtime::RuntimeCli),
+    /// The per-container monitor the engine starts (not for direct use).
+    #[command(hide = true)]
+    Shim(shim::ShimCli),
 }
 
 fn main() {
@@ -31,6 +36,7 @@ fn main() {
     } else {
         match Cli::parse().command {
             Command::Runtime(cli) => runtime::main(cli),
+            Command::Shim(cli) => shim::main(cli),
         }
     };
     std::process::exit(code);

@@ -2,7 +2,7 @@
 //! no child of its caller), every inherited descriptor closed, then report on a pipe
 //! once the container is created (or could not be).
 
-use std::io::Read;
+use std::io::BufRead;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
@@ -70,9 +70,11 @@ pub fn spawn(opts: &Options) -> Result<Ready> {
         ForkResult::Parent { child } => {
             drop(writer);
             let _ = waitpid(child, None);
+            // One line, not up to end of file: a created container's init still holds
+            // the (close-on-exec) write end until it execs.
             let mut report = String::new();
-            let mut file = std::fs::File::from(reader);
-            file.read_to_string(&mut report)
+            let mut file = std::io::BufReader::new(std::fs::File::from(reader));
+            file.read_line(&mut report)
                 .map_err(|e| Error::io("read shim report from", "pipe", e))?;
             if report.trim().is_empty() {
                 return Err(Error::Refused(format!(

@@ -60,7 +60,10 @@ fn shim_command(c: &Container, extra: &[&str]) -> (Command, PathBuf, PathBuf) {
     c.write_config();
     let state_dir = c.dir.join("shim");
     let log = c.dir.join("container.log");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_polis"));
+    // POLIS_SHIM_BIN: measure another build (a release one) with the same tests.
+    let bin =
+        std::env::var_os("POLIS_SHIM_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_polis").into());
+    let mut cmd = Command::new(bin);
     cmd.arg("shim")
         .args(["--id", &c.id])
         .arg("--bundle")
@@ -258,6 +261,13 @@ fn outlives_its_launcher_attach_stdin_exec_kill() {
         .collect();
     fds.sort();
     assert_eq!(fds, ["0", "1", "2"]);
+    // Nor its blocked signals or ignored SIGPIPE.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", shim.ready.pid)).unwrap();
+    let mask =
+        |key: &str| u64::from_str_radix(&common::status_field(&status, key).unwrap(), 16).unwrap();
+    assert_eq!(mask("SigBlk"), 0);
+    // Standard signals at their defaults (32 and 33 belong to the C library).
+    assert_eq!(mask("SigIgn") & 0x7fff_ffff, 0, "ignored signals inherited");
 
     // exec: output by stream, then the exit code.
     let mut process: Value = serde_json::from_str(
@@ -387,8 +397,9 @@ fn idle_memory_and_forced_delete() {
         .expect("smaps_rollup");
     let field = |k: &str| common::status_field(&rollup, k).unwrap_or_default();
     eprintln!(
-        "shim {} idle: Rss {} Pss {}",
+        "shim {} ({:?}) idle: {rollup}\nRss {} Pss {}",
         shim.ready.shim_pid,
+        std::fs::read_link(format!("/proc/{}/exe", shim.ready.shim_pid)),
         field("Rss"),
         field("Pss")
     );

@@ -178,11 +178,15 @@ impl Shim {
         }
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked), None)
             .map_err(|e| Error::sys("block signals", e))?;
-        // Blocked now, read from the signalfd; and what the container inherits must be
-        // the default, not Rust's ignored SIGPIPE.
-        // SAFETY: installs the default disposition; no handler code is involved.
-        unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) }
-            .map_err(|e| Error::sys("reset SIGPIPE", e))?;
+        // Blocked now, read from the signalfd. What the container inherits must be the
+        // defaults, not Rust's ignored SIGPIPE nor whatever our caller ignored.
+        for sig in Signal::iterator() {
+            if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
+                // SAFETY: installs the default disposition; no handler code is involved.
+                let _ =
+                    unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl) };
+            }
+        }
         let signals =
             SignalFd::with_flags(&blocked, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
                 .map_err(|e| Error::sys("signalfd", e))?;

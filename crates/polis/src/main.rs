@@ -1,8 +1,10 @@
 //! `polis`: one binary, several faces. `polis runtime …` is the OCI runtime with runc's
 //! command line; invoked as `polis-runtime` (a symlink) the binary is that runtime.
+//! `polis shim` is the per-container monitor.
 
 mod daemon;
 mod runtime;
+mod shim;
 
 use std::path::Path;
 
@@ -21,6 +23,9 @@ enum Command {
     Runtime(Box<runtime::RuntimeCli>),
     /// Run the engine: the Docker-compatible API on a unix socket.
     Daemon(daemon::DaemonArgs),
+    /// The per-container monitor the engine starts (not for direct use).
+    #[command(hide = true)]
+    Shim(shim::ShimCli),
 }
 
 fn main() {
@@ -38,6 +43,7 @@ fn main() {
                 eprintln!("polis daemon: {e:#}");
                 1
             }),
+            Command::Shim(cli) => shim::main(cli),
         }
     };
     std::process::exit(code);

@@ -403,3 +403,15 @@ fn security_labels_without_lsm_are_refused() {
         assert_no_leaks(&c.id, &c.cgroup_path, &c.root, None);
     }
 }
+
+#[test]
+fn workload_starts_with_no_signal_ignored_or_blocked() {
+    let mut c = Container::new("signals");
+    c.args(&["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"]);
+    let out = c.run();
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert_eq!(
+        out.stdout,
+        "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+    );
+}

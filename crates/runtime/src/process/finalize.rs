@@ -467,8 +467,46 @@ pub fn cloexec_from(first: u32) -> Result<()> {
     Ok(())
 }
 
+/// Give the workload the signal state a fresh process has: no signal blocked, none
+/// ignored. Ignored dispositions survive exec, and Rust's runtime ignores SIGPIPE.
+fn reset_signals() {
+    /// The kernel's struct sigaction (x86_64 and aarch64 layout).
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction {
+        handler: 0, // SIG_DFL
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction with a SIG_DFL action installs no handler code; the
+        // C library's own signals (32, 33) are reached this way too, which its
+        // signal() refuses. The old action is not read.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
+    }
+    let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
+}
+
 /// Replace this process with the workload. Only returns on error.
 pub fn exec(path: &Path, process: &Process, env: &[String]) -> Error {
+    reset_signals();
     let to_c = |s: &str| CString::new(s).unwrap_or_default();
     let argv: Vec<CString> = process.args().iter().flatten().map(|a| to_c(a)).collect();
     let envp: Vec<CString> = env.iter().map(|e| to_c(e)).collect();

@@ -10,7 +10,8 @@
 # layout. Each runtime's containers use their own cgroup under /polis/bench-*.
 #
 # Environment: RUNS (default 100), POLIS_BIN (skip the release build),
-# POLIS_STATIC=1 (build a static-pie binary instead, see bench/README.md),
+# POLIS_DYNAMIC=1 (measure the default dynamically linked build instead of the
+# static-pie release build, see bench/README.md),
 # OUT (directory for the hyperfine JSON files, default a temp dir, removed).
 set -euo pipefail
 
@@ -22,7 +23,7 @@ umount /sys/fs/cgroup/unified 2>/dev/null || true
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${RUNS:-100}
-if [[ -z "${POLIS_BIN:-}" && -n "${POLIS_STATIC:-}" ]]; then
+if [[ -z "${POLIS_BIN:-}" && -z "${POLIS_DYNAMIC:-}" ]]; then
     # glibc and libseccomp linked in: no dynamic loader work at each of the two
     # execs a create/run/exec makes. An explicit --target keeps crt-static away from
     # proc macros and build scripts.

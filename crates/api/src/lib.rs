@@ -1,6 +1,11 @@
 //! Polis's REST API: the Docker Engine API (versions 1.24 to 1.47, negotiated through
 //! `/_ping`'s `Api-Version` header), served over a unix socket.
 
+// Handlers return a ready HTTP error response as their Err: larger than clippy likes,
+// but built once, on the error path.
+#![allow(clippy::result_large_err)]
+
+mod containers;
 mod images;
 mod system;
 mod versioning;
@@ -19,6 +24,8 @@ pub use versioning::{MAX_API_VERSION, MIN_API_VERSION};
 pub struct AppState {
     pub info: DaemonInfo,
     pub images: Arc<polis_image::ImageStore>,
+    pub metadata: Arc<polis_engine::metadata::Metadata>,
+    pub layout: polis_engine::containers::Layout,
 }
 
 /// What the handlers read about the daemon.
@@ -50,6 +57,19 @@ pub fn router(state: AppState) -> Router {
         .route("/images/json", get(images::list))
         .route("/images/get", get(images::save))
         .route("/images/load", post(images::load))
+        .route("/containers/create", post(containers::create))
+        .route("/containers/json", get(containers::list))
+        .route("/containers/{id}/json", get(containers::inspect))
+        .route("/containers/{id}/start", post(containers::start))
+        .route("/containers/{id}/wait", post(containers::wait))
+        .route("/containers/{id}/attach", post(containers::attach))
+        .route("/containers/{id}/kill", post(containers::kill))
+        .route("/containers/{id}/stop", post(containers::stop))
+        .route("/containers/{id}/logs", get(containers::logs))
+        .route(
+            "/containers/{id}",
+            axum::routing::delete(containers::remove),
+        )
         .route(
             "/images/{*rest}",
             get(images::by_name_get)

@@ -16,6 +16,20 @@ pub enum Error {
     AlreadyRunning { root: PathBuf, pid: String },
     #[error("metadata store {path}: {reason}")]
     Metadata { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Image(polis_image::Error),
+    #[error(transparent)]
+    Storage(polis_storage::Error),
+    /// The shim or the runtime refused or failed.
+    #[error("{0}")]
+    Container(String),
+    /// Docker's 409: a name taken, a running container removed without force.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("No such container: {0}")]
+    NotFound(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

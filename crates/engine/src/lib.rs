@@ -3,6 +3,7 @@
 //! these.
 
 pub mod config;
+pub mod containers;
 pub mod error;
 pub mod lock;
 pub mod metadata;

@@ -3,11 +3,17 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::containers::Container;
 
 use crate::error::{Error, Result};
 
 const DAEMON: TableDefinition<&str, &str> = TableDefinition::new("daemon");
+/// Container id → its record (JSON).
+const CONTAINERS: TableDefinition<&str, &str> = TableDefinition::new("containers");
+/// Container name → id.
+const NAMES: TableDefinition<&str, &str> = TableDefinition::new("names");
 
 pub struct Metadata {
     db: Database,
@@ -48,6 +54,83 @@ impl Metadata {
         }
         write.commit().map_err(|e| self.err(e))?;
         Ok(id)
+    }
+}
+
+impl Metadata {
+    /// Claim `name` for container `id`; Docker's 409 if another container has it.
+    pub fn reserve_name(&self, name: &str, id: &str) -> Result<()> {
+        let write = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut names = write.open_table(NAMES).map_err(|e| self.err(e))?;
+            if let Some(owner) = names.get(name).map_err(|e| self.err(e))? {
+                return Err(Error::Conflict(format!(
+                    "Conflict. The container name \"/{name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                    owner.value()
+                )));
+            }
+            names.insert(name, id).map_err(|e| self.err(e))?;
+        }
+        write.commit().map_err(|e| self.err(e))
+    }
+
+    pub fn save_container(&self, c: &Container) -> Result<()> {
+        let json = serde_json::to_string(c).map_err(|e| self.err(e))?;
+        let write = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut table = write.open_table(CONTAINERS).map_err(|e| self.err(e))?;
+            table
+                .insert(c.id.as_str(), json.as_str())
+                .map_err(|e| self.err(e))?;
+        }
+        write.commit().map_err(|e| self.err(e))
+    }
+
+    pub fn remove_container(&self, id: &str, name: &str) -> Result<()> {
+        let write = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut table = write.open_table(CONTAINERS).map_err(|e| self.err(e))?;
+            table.remove(id).map_err(|e| self.err(e))?;
+            let mut names = write.open_table(NAMES).map_err(|e| self.err(e))?;
+            let owned = names
+                .get(name)
+                .map_err(|e| self.err(e))?
+                .is_some_and(|v| v.value() == id);
+            if owned {
+                names.remove(name).map_err(|e| self.err(e))?;
+            }
+        }
+        write.commit().map_err(|e| self.err(e))
+    }
+
+    pub fn containers(&self) -> Result<Vec<Container>> {
+        let read = self.db.begin_read().map_err(|e| self.err(e))?;
+        let Ok(table) = read.open_table(CONTAINERS) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for row in table.iter().map_err(|e| self.err(e))? {
+            let (_, v) = row.map_err(|e| self.err(e))?;
+            out.push(serde_json::from_str(v.value()).map_err(|e| self.err(e))?);
+        }
+        Ok(out)
+    }
+
+    /// A container by full id, name (with or without '/'), or unique id prefix.
+    pub fn find(&self, key: &str) -> Result<Container> {
+        let key = key.trim_start_matches('/');
+        let all = self.containers()?;
+        if let Some(c) = all.iter().find(|c| c.id == key || c.name == key) {
+            return Ok(c.clone());
+        }
+        let matches: Vec<&Container> = all.iter().filter(|c| c.id.starts_with(key)).collect();
+        match matches.as_slice() {
+            [one] if !key.is_empty() => Ok((*one).clone()),
+            [] | [_] => Err(Error::NotFound(key.to_string())),
+            _ => Err(Error::InvalidInput(format!(
+                "Multiple IDs found with provided prefix: {key}"
+            ))),
+        }
     }
 }
 

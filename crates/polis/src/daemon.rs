@@ -76,6 +76,11 @@ pub fn main(args: DaemonArgs) -> Result<i32> {
     let state = polis_api::AppState {
         info,
         images: std::sync::Arc::new(images),
+        metadata: std::sync::Arc::new(metadata),
+        layout: polis_engine::containers::Layout {
+            root: config.root.clone(),
+            run_root: config.run_root.clone(),
+        },
     };
     let socket = config.socket_path()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

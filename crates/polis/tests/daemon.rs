@@ -305,3 +305,134 @@ fn docker_cli_image_verbs() {
         "a failed load stores nothing"
     );
 }
+
+fn import_busybox(d: &Daemon) {
+    let tar = busybox_tar(&d.dir);
+    let import = Command::new(DOCKER)
+        .env("DOCKER_HOST", format!("unix://{}", d.socket.display()))
+        .args(["import", "-c", "CMD [\"sh\"]", "-", "busybox:local"])
+        .stdin(std::fs::File::open(&tar).unwrap())
+        .output()
+        .unwrap();
+    assert!(import.status.success(), "{import:?}");
+}
+
+/// Leftovers of containers: mounts under the daemon's root, cgroups, shims.
+fn leftovers(d: &Daemon, ids: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let root = d.dir.to_string_lossy().into_owned();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    out.extend(
+        mounts
+            .lines()
+            .filter(|l| l.contains(&root))
+            .map(String::from),
+    );
+    for id in ids {
+        for h in ["memory", "pids", "cpu"] {
+            let p = format!("/sys/fs/cgroup/{h}/polis/{id}");
+            if Path::new(&p).exists() {
+                out.push(p);
+            }
+        }
+        if Path::new(&format!("/sys/fs/cgroup/polis/{id}")).exists() {
+            out.push(format!("cgroup v2 /polis/{id}"));
+        }
+    }
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if cmdline.contains("shim") && cmdline.contains(&root) {
+            out.push(format!("shim process {:?}", e.file_name()));
+        }
+    }
+    out
+}
+
+#[test]
+fn docker_cli_runs_containers() {
+    let d = Daemon::start("run");
+    import_busybox(&d);
+    // Foreground, with the exit code and both streams passed through.
+    let (code, out, err) = d.docker(&[
+        "run",
+        "--rm",
+        "busybox:local",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 7",
+    ]);
+    assert_eq!((code, out.as_str(), err.as_str()), (7, "out\n", "err\n"));
+    // stdin piped with -i.
+    let piped = Command::new(DOCKER)
+        .env("DOCKER_HOST", format!("unix://{}", d.socket.display()))
+        .args(["run", "-i", "--rm", "busybox:local", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = piped.stdin.as_ref().unwrap();
+        stdin.write_all(b"piped\n").unwrap();
+    }
+    let mut piped = piped;
+    drop(piped.stdin.take());
+    let out = piped.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "piped\n");
+
+    // Detached: ps, logs, inspect, stop, rm.
+    let (code, id, err) = d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "busybox:local",
+        "sh",
+        "-c",
+        "echo started; exec sleep 1000",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let id = id.trim().to_string();
+    let (_, ps, _) = d.docker(&["ps", "--format", "{{.Names}} {{.Status}}"]);
+    assert_eq!(ps.trim(), "web Up");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while d.docker(&["logs", "web"]).1 != "started\n" {
+        assert!(Instant::now() < deadline, "no log line");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, st, _) = d.docker(&["inspect", "--format", "{{.State.Status}} {{.Name}}", "web"]);
+    assert_eq!(st.trim(), "running /web");
+    // The name is taken while the container exists.
+    let (code, _, err) = d.docker(&["create", "--name", "web", "busybox:local"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is already in use"), "{err}");
+    // rm of a running container needs -f.
+    let (code, _, err) = d.docker(&["rm", "web"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("stop the container before removing or force remove"),
+        "{err}"
+    );
+    assert_eq!(d.docker(&["stop", "-t", "1", "web"]).0, 0);
+    let (_, ps, _) = d.docker(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]);
+    // sleep as pid 1 has no TERM handler: the stop timeout ends in SIGKILL, as with Docker.
+    assert_eq!(ps.trim(), "web Exited (137)");
+    assert_eq!(d.docker(&["rm", "web"]).0, 0);
+    assert_eq!(d.docker(&["ps", "-aq"]).1.trim(), "");
+
+    // Errors: unknown image, a command that does not exist; nothing stays behind.
+    // (the CLI then asks for a pull, which this daemon refuses clearly for now)
+    let (code, _, err) = d.docker(&["create", "nosuch:latest"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("Unable to find image 'nosuch:latest' locally"),
+        "{err}"
+    );
+    assert!(err.contains("not supported"), "{err}");
+    let (code, _, err) = d.docker(&["run", "--rm", "busybox:local", "no-such-command"]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("no-such-command"), "{err}");
+    assert_eq!(d.docker(&["ps", "-aq"]).1.trim(), "");
+    assert_eq!(leftovers(&d, &[id]), Vec::<String>::new());
+}

@@ -1,0 +1,589 @@
+//! The container endpoints: create, start, attach (a hijacked connection), wait, kill,
+//! stop, remove, list, inspect and logs. Each container's shim does the work; the
+//! engine's blocking calls run on the blocking pool.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use polis_engine::containers::{self, Container, ContainerSpec};
+use polis_engine::Error as EngineError;
+use polis_shim::protocol::{Request as ShimRequest, SignalArg};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+
+use crate::versioning::error;
+use crate::AppState;
+
+pub fn engine_error(e: EngineError) -> Response {
+    let status = match &e {
+        EngineError::NotFound(_) => StatusCode::NOT_FOUND,
+        EngineError::Conflict(_) => StatusCode::CONFLICT,
+        EngineError::InvalidInput(_) => StatusCode::BAD_REQUEST,
+        EngineError::Image(polis_image::Error::ImageNotFound(_)) => StatusCode::NOT_FOUND,
+        EngineError::Image(polis_image::Error::InvalidReference(_)) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e.to_string())
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, Response> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(engine_error),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+fn find(state: &AppState, key: &str) -> Result<Container, Response> {
+    state.metadata.find(key).map_err(engine_error)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CreateBody {
+    image: String,
+    cmd: Option<Vec<String>>,
+    entrypoint: Option<serde_json::Value>,
+    env: Option<Vec<String>>,
+    working_dir: Option<String>,
+    user: Option<String>,
+    hostname: Option<String>,
+    tty: bool,
+    open_stdin: bool,
+    labels: Option<std::collections::BTreeMap<String, String>>,
+    host_config: Option<HostConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct HostConfig {
+    auto_remove: bool,
+}
+
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<HashMap<String, String>>,
+    body: axum::body::Bytes,
+) -> Response {
+    let body: CreateBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid JSON in request body: {e}"),
+            )
+        }
+    };
+    if body.image.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "config error: no image given");
+    }
+    let entrypoint = match body.entrypoint {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) => Some(vec![s]),
+        Some(v) => match serde_json::from_value(v) {
+            Ok(list) => Some(list),
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("Entrypoint: {e}")),
+        },
+    };
+    let spec = ContainerSpec {
+        image: body.image,
+        cmd: body.cmd.filter(|c| !c.is_empty()),
+        entrypoint,
+        env: body.env.unwrap_or_default(),
+        working_dir: body.working_dir.filter(|w| !w.is_empty()),
+        user: body.user.filter(|u| !u.is_empty()),
+        hostname: body.hostname.filter(|h| !h.is_empty()),
+        tty: body.tty,
+        open_stdin: body.open_stdin,
+        labels: body.labels.unwrap_or_default(),
+        auto_remove: body.host_config.map(|h| h.auto_remove).unwrap_or(false),
+    };
+    let name = q.get("name").filter(|n| !n.is_empty()).cloned();
+    let st = state.clone();
+    match blocking(move || {
+        containers::create(&st.layout, &st.metadata, &st.images, name.as_deref(), spec)
+    })
+    .await
+    {
+        Ok(c) => (
+            StatusCode::CREATED,
+            Json(json!({ "Id": c.id, "Warnings": [] })),
+        )
+            .into_response(),
+        Err(r) => r,
+    }
+}
+
+/// One shim request for the container named in the path.
+async fn shim_call(
+    state: &Arc<AppState>,
+    key: &str,
+    request: ShimRequest,
+) -> Result<(Container, polis_shim::protocol::Response), Response> {
+    let c = find(state, key)?;
+    let st = state.clone();
+    let id = c.id.clone();
+    let resp = blocking(move || containers::call(&st.layout, &id, &request)).await?;
+    Ok((c, resp))
+}
+
+pub async fn start(State(state): State<Arc<AppState>>, Path(key): Path<String>) -> Response {
+    let c = match find(&state, &key) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let st = state.clone();
+    let id = c.id.clone();
+    let current = blocking(move || Ok(containers::state(&st.layout, &id))).await;
+    if let Ok(s) = &current {
+        if s.status == "running" {
+            return StatusCode::NOT_MODIFIED.into_response();
+        }
+    }
+    if let Err(r) = shim_call(&state, &c.id, ShimRequest::Start).await {
+        return r;
+    }
+    let mut started = c.clone();
+    started.started_at = Some(polis_runtime::state::now_rfc3339());
+    let _ = state.metadata.save_container(&started);
+    if c.spec.auto_remove {
+        // --rm: the engine removes the container once it has exited.
+        let st = state.clone();
+        tokio::spawn(async move {
+            let id = c.id.clone();
+            let s2 = st.clone();
+            let _ = blocking(move || containers::call(&s2.layout, &id, &ShimRequest::Wait)).await;
+            let _ = blocking(move || containers::remove(&st.layout, &st.metadata, &c, true)).await;
+        });
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `POST /containers/{id}/wait`: headers at once, the status once the condition holds.
+pub async fn wait(
+    State(state): State<Arc<AppState>>,
+    Path(key): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let c = match find(&state, &key) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let condition = q
+        .get("condition")
+        .cloned()
+        .unwrap_or_else(|| "not-running".into());
+    let st = state.clone();
+    let stream = async_stream_once(async move {
+        let id = c.id.clone();
+        let s2 = st.clone();
+        let exit = blocking(move || containers::call(&s2.layout, &id, &ShimRequest::Wait)).await;
+        let code = match exit {
+            Ok(resp) => resp.exit.map(|e| e.exit_code).unwrap_or(0),
+            // The shim is gone: the exit record says how it ended.
+            Err(_) => containers::state(&st.layout, &c.id)
+                .exit
+                .map(|e| e.exit_code)
+                .unwrap_or(0),
+        };
+        if condition == "removed" {
+            while st.metadata.find(&c.id).is_ok() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        format!("{}\n", json!({ "StatusCode": code, "Error": null }))
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// A body of one chunk, produced when `fut` completes.
+fn async_stream_once(
+    fut: impl std::future::Future<Output = String> + Send + 'static,
+) -> impl futures_util::Stream<Item = Result<String, std::io::Error>> + Send {
+    futures_util::stream::once(async move { Ok(fut.await) })
+}
+
+pub async fn kill(
+    State(state): State<Arc<AppState>>,
+    Path(key): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let signal = q.get("signal").cloned().unwrap_or_else(|| "KILL".into());
+    let c = match find(&state, &key) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let st = state.clone();
+    let id = c.id.clone();
+    let s = blocking(move || Ok(containers::state(&st.layout, &id))).await;
+    if !matches!(
+        s.as_ref().map(|s| s.status.as_str()),
+        Ok("running" | "paused")
+    ) {
+        return error(
+            StatusCode::CONFLICT,
+            format!(
+                "Cannot kill container: {key}: Container {} is not running",
+                c.id
+            ),
+        );
+    }
+    let signal = match signal.parse::<i32>() {
+        Ok(n) => SignalArg::Number(n),
+        Err(_) => SignalArg::Name(signal),
+    };
+    match shim_call(&state, &c.id, ShimRequest::Kill { signal, all: false }).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(r) => r,
+    }
+}
+
+pub async fn stop(
+    State(state): State<Arc<AppState>>,
+    Path(key): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let timeout: u64 = q.get("t").and_then(|t| t.parse().ok()).unwrap_or(10);
+    let c = match find(&state, &key) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let st = state.clone();
+    let id = c.id.clone();
+    let s = blocking(move || Ok(containers::state(&st.layout, &id))).await;
+    if !matches!(
+        s.as_ref().map(|s| s.status.as_str()),
+        Ok("running" | "paused")
+    ) {
+        return StatusCode::NOT_MODIFIED.into_response();
+    }
+    let term = ShimRequest::Kill {
+        signal: SignalArg::Name("TERM".into()),
+        all: false,
+    };
+    if let Err(r) = shim_call(&state, &c.id, term).await {
+        return r;
+    }
+    let (st, id) = (state.clone(), c.id.clone());
+    let waited = tokio::time::timeout(
+        Duration::from_secs(timeout),
+        blocking(move || containers::call(&st.layout, &id, &ShimRequest::Wait)),
+    )
+    .await;
+    if waited.is_err() {
+        let kill = ShimRequest::Kill {
+            signal: SignalArg::Name("KILL".into()),
+            all: true,
+        };
+        if let Err(r) = shim_call(&state, &c.id, kill).await {
+            return r;
+        }
+        let (st, id) = (state.clone(), c.id.clone());
+        let _ = blocking(move || containers::call(&st.layout, &id, &ShimRequest::Wait)).await;
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+pub async fn remove(
+    State(state): State<Arc<AppState>>,
+    Path(key): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let force = matches!(q.get("force").map(String::as_str), Some("1" | "true"));
+    let c = match find(&state, &key) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let st = state.clone();
+    match blocking(move || containers::remove(&st.layout, &st.metadata, &c, force)).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(r) => r,
+    }
+}
+
+fn docker_status(s: &polis_shim::protocol::ContainerState) -> (&'static str, i32) {
+    let code = s.exit.as_ref().map(|e| e.exit_code).unwrap_or(0);
+    match s.status.as_str() {
+        "running" => ("running", 0),
+        "paused" => ("paused", 0),
+        "created" => ("created", 0),
+        _ => ("exited", code),
+    }
+}
+
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let all = matches!(q.get("all").map(String::as_str), Some("1" | "true"));
+    let st = state.clone();
+    let rows = blocking(move || {
+        let mut rows = Vec::new();
+        for c in st.metadata.containers()? {
+            let s = containers::state(&st.layout, &c.id);
+            let (status, code) = docker_status(&s);
+            if !all && status != "running" && status != "paused" {
+                continue;
+            }
+            let human = match status {
+                "running" => "Up".to_string(),
+                "paused" => "Up (Paused)".to_string(),
+                "created" => "Created".to_string(),
+                _ => format!("Exited ({code})"),
+            };
+            let created = polis_image::config::parse_rfc3339(&c.created).unwrap_or(0);
+            let command = std::iter::once(c.path.clone())
+                .chain(c.args.iter().cloned())
+                .collect::<Vec<_>>()
+                .join(" ");
+            rows.push(json!({
+                "Id": c.id, "Names": [format!("/{}", c.name)], "Image": c.spec.image,
+                "ImageID": c.image_id, "Command": command, "Created": created,
+                "State": status, "Status": human, "Ports": [], "Labels": c.spec.labels,
+                "Mounts": [], "HostConfig": { "NetworkMode": "none" },
+            }));
+        }
+        Ok(rows)
+    })
+    .await;
+    match rows {
+        Ok(rows) => Json(rows).into_response(),
+        Err(r) => r,
+    }
+}
+
+pub async fn inspect(State(state): State<Arc<AppState>>, Path(key): Path<String>) -> Response {
+    let c = match find(&state, &key) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let st = state.clone();
+    let id = c.id.clone();
+    let s = match blocking(move || Ok(containers::state(&st.layout, &id))).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let (status, code) = docker_status(&s);
+    Json(json!({
+        "Id": c.id,
+        "Created": c.created,
+        "Path": c.path,
+        "Args": c.args,
+        "Name": format!("/{}", c.name),
+        "Image": c.image_id,
+        "State": {
+            "Status": status,
+            "Running": status == "running" || status == "paused",
+            "Paused": status == "paused",
+            "Pid": s.pid,
+            "ExitCode": code,
+            "StartedAt": c.started_at.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+            "FinishedAt": s.exit.as_ref().map(|e| e.finished_at.clone()).unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+        },
+        "LogPath": state.layout.log_path(&c.id),
+        "Config": {
+            "Hostname": c.spec.hostname.clone().unwrap_or_else(|| c.id[..12].to_string()),
+            "Image": c.spec.image,
+            "Cmd": c.spec.cmd,
+            "Entrypoint": c.spec.entrypoint,
+            "Env": c.spec.env,
+            "WorkingDir": c.spec.working_dir.clone().unwrap_or_default(),
+            "User": c.spec.user.clone().unwrap_or_default(),
+            "Tty": c.spec.tty,
+            "OpenStdin": c.spec.open_stdin,
+            "Labels": c.spec.labels,
+        },
+        "HostConfig": { "AutoRemove": c.spec.auto_remove, "NetworkMode": "none" },
+    }))
+    .into_response()
+}
+
+/// `POST /containers/{id}/attach`: the connection becomes a raw byte stream joined to
+/// the shim's attach stream (Docker's framing without a terminal, raw with one).
+pub async fn attach(
+    State(state): State<Arc<AppState>>,
+    Path(key): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    mut req: Request,
+) -> Response {
+    let c = match find(&state, &key) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let flag = |k: &str| matches!(q.get(k).map(String::as_str), Some("1" | "true"));
+    let request = ShimRequest::Attach {
+        stdin: flag("stdin"),
+        stdout: flag("stdout"),
+        stderr: flag("stderr"),
+        stdin_once: flag("stdin"),
+    };
+    let socket = state.layout.shim_dir(&c.id).join(polis_shim::SOCKET);
+    // Join the shim before answering, so a failure is still an HTTP error.
+    let mut shim = match tokio::net::UnixStream::connect(&socket).await {
+        Ok(s) => s,
+        Err(e) => {
+            return error(
+                StatusCode::CONFLICT,
+                format!("container {} is not attachable: {e}", c.id),
+            )
+        }
+    };
+    let mut line = serde_json::to_vec(&request).unwrap_or_default();
+    line.push(b'\n');
+    if let Err(e) = shim.write_all(&line).await {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, format!("attach: {e}"));
+    }
+    let mut reader = tokio::io::BufReader::new(shim);
+    let mut reply = String::new();
+    if let Err(e) = reader.read_line(&mut reply).await {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, format!("attach: {e}"));
+    }
+    let reply: polis_shim::protocol::Response = serde_json::from_str(&reply).unwrap_or_default();
+    if !reply.ok {
+        return error(
+            StatusCode::CONFLICT,
+            reply.error.unwrap_or_else(|| "attach refused".into()),
+        );
+    }
+    let upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else { return };
+        let client = hyper_util::rt::TokioIo::new(upgraded);
+        let (mut client_read, mut client_write) = tokio::io::split(client);
+        // Bytes the reader took past the reply line belong to the stream.
+        let buffered = reader.buffer().to_vec();
+        let shim = reader.into_inner();
+        let (mut shim_read, mut shim_write) = shim.into_split();
+        let to_client = async {
+            if !buffered.is_empty() {
+                client_write.write_all(&buffered).await?;
+            }
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                let n = shim_read.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                client_write.write_all(&buf[..n]).await?;
+                client_write.flush().await?;
+            }
+            client_write.shutdown().await
+        };
+        let to_shim = async {
+            let _ = tokio::io::copy(&mut client_read, &mut shim_write).await;
+            // The client's half-close is the container's end of input.
+            shim_write.shutdown().await
+        };
+        let _ = tokio::join!(to_client, to_shim);
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONTENT_TYPE, "application/vnd.docker.raw-stream")
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "tcp")
+        .body(Body::empty())
+        .unwrap_or_default()
+}
+
+/// `GET /containers/{id}/logs`: the json-file log, framed as Docker does without a
+/// terminal (raw with one). `follow` keeps reading until the container stops.
+pub async fn logs(
+    State(state): State<Arc<AppState>>,
+    Path(key): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let c = match find(&state, &key) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let flag = |k: &str| matches!(q.get(k).map(String::as_str), Some("1" | "true"));
+    let (want_out, want_err, follow) = (flag("stdout"), flag("stderr"), flag("follow"));
+    let tail: Option<usize> = q.get("tail").and_then(|t| t.parse().ok());
+    let tty = c.spec.tty;
+    let path = state.layout.log_path(&c.id);
+    let st = state.clone();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
+    tokio::spawn(async move {
+        let mut offset = 0usize;
+        let mut first = true;
+        loop {
+            let data = tokio::fs::read(&path).await.unwrap_or_default();
+            let fresh = &data[offset.min(data.len())..];
+            let complete = fresh
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map(|i| i + 1)
+                .unwrap_or(0);
+            let mut lines: Vec<&[u8]> = fresh[..complete]
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .collect();
+            if first {
+                if let Some(n) = tail {
+                    let skip = lines.len().saturating_sub(n);
+                    lines.drain(..skip);
+                }
+                first = false;
+            }
+            offset += complete;
+            let mut out = Vec::new();
+            for l in lines {
+                let Ok(entry) = serde_json::from_slice::<serde_json::Value>(l) else {
+                    continue;
+                };
+                let stream = entry["stream"].as_str().unwrap_or("stdout");
+                let text = entry["log"].as_str().unwrap_or_default().as_bytes();
+                if (stream == "stdout" && !want_out) || (stream == "stderr" && !want_err) {
+                    continue;
+                }
+                if !tty {
+                    out.extend_from_slice(&polis_shim::protocol::frame_header(
+                        if stream == "stderr" { 2 } else { 1 },
+                        text.len(),
+                    ));
+                }
+                out.extend_from_slice(text);
+            }
+            if !out.is_empty() && tx.send(Ok(out)).await.is_err() {
+                return;
+            }
+            if !follow {
+                return;
+            }
+            let (s2, id) = (st.clone(), c.id.clone());
+            let status =
+                tokio::task::spawn_blocking(move || containers::state(&s2.layout, &id).status)
+                    .await
+                    .unwrap_or_default();
+            if status != "running" && status != "created" && status != "paused" {
+                // One last read picks up what was written before the exit.
+                if tokio::fs::metadata(&path)
+                    .await
+                    .map(|m| m.len() as usize)
+                    .unwrap_or(0)
+                    <= offset
+                {
+                    return;
+                }
+                continue;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Body::from_stream(stream).into_response()
+}

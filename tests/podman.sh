@@ -141,9 +141,11 @@ else
 fi
 
 # --- terminal --------------------------------------------------------------
+# Podman attaches to the terminal only after the start: the container waits a moment
+# so that its output is not gone before anyone listens.
 out=$(script -qec "podman --root $T/root --runroot $T/runroot --cgroup-manager=cgroupfs \
     --events-backend=file --runtime $RUNTIME run --network=none \
-    --cgroup-parent=$CGROUP_PARENT -it --rm $IMAGE sh -c 'tty; echo ok'" /dev/null </dev/null 2>&1 | tr -d '\r')
+    --cgroup-parent=$CGROUP_PARENT -it --rm $IMAGE sh -c 'sleep 0.5; tty; echo ok'" /dev/null </dev/null 2>&1 | tr -d '\r')
 [[ $out == *"/dev/pts/0"* && $out == *ok* ]] && pass "run -it (tty)" || fail "run -it: got '$out'"
 
 # --- resource limits -------------------------------------------------------

@@ -461,9 +461,29 @@ pub async fn inspect(c: &Client, a: InspectArgs) -> Result<()> {
     let mut out = std::io::stdout();
     match &template {
         Some(t) => {
+            // As docker's template inspector: a line per image, and an empty line when
+            // nothing was printed (even when the template fails).
+            let mut text = String::new();
+            let mut failed = None;
             for raw in &raws {
                 let value: Value = serde_json::from_slice(raw).context("decode the image")?;
-                writeln!(out, "{}", t.render(&value, None)?)?;
+                match t.render(&value, None) {
+                    Ok(line) => {
+                        text.push_str(&line);
+                        text.push('\n');
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            if text.is_empty() {
+                text.push('\n');
+            }
+            out.write_all(text.as_bytes())?;
+            if let Some(e) = failed {
+                return Err(e);
             }
         }
         None => {

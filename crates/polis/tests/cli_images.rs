@@ -324,7 +324,8 @@ fn errors_read_as_docker_prints_them() {
     assert_eq!(code, 0, "{err}");
 
     for args in [
-        &["rmi", "nosuch:latest"][..],
+        &["rmi", "nosuch"][..],
+        &["image", "inspect", "nosuch", "Bad"],
         &["rmi", "nosuch:1", "nosuch:2"],
         &["image", "inspect", "nosuch:latest"],
         &["image", "inspect", "-f", "{{.Id}}", "nosuch:latest"],
@@ -340,7 +341,7 @@ fn errors_read_as_docker_prints_them() {
         assert_eq!(code, 1, "{args:?}: {err}");
         assert!(!err.is_empty(), "{args:?}");
     }
-    let (_, _, err) = d.polis(&["rmi", "nosuch:latest"]);
+    let (_, _, err) = d.polis(&["rmi", "nosuch"]);
     assert_eq!(
         err,
         "Error response from daemon: No such image: nosuch:latest\n"

@@ -327,6 +327,8 @@ fn errors_read_as_docker_prints_them() {
         &["rmi", "nosuch"][..],
         &["image", "inspect", "nosuch", "Bad"],
         &["rmi", "nosuch:1", "nosuch:2"],
+        &["rmi", "-f", "nosuch"],
+        &["image", "rm", "nosuch"],
         &["image", "inspect", "nosuch:latest"],
         &["image", "inspect", "-f", "{{.Id}}", "nosuch:latest"],
         &["image", "inspect", "-f", "{{.Nope.X}}", "busybox:local"],

@@ -341,21 +341,24 @@ pub async fn save(c: &Client, a: SaveArgs) -> Result<()> {
                 .parent()
                 .filter(|d| !d.as_os_str().is_empty())
                 .unwrap_or(std::path::Path::new("."));
-            let mut temp = tempfile_in(dir)?;
-            while let Some(frame) = body.frame().await {
-                if let Ok(data) = frame?.into_data() {
-                    temp.1
-                        .write_all(&data)
-                        .with_context(|| format!("write {}", temp.0.display()))?;
+            let (temp, mut file) = tempfile_in(dir)?;
+            let written = async {
+                while let Some(frame) = body.frame().await {
+                    if let Ok(data) = frame?.into_data() {
+                        file.write_all(&data)
+                            .with_context(|| format!("write {}", temp.display()))?;
+                    }
                 }
+                file.sync_all()
+                    .with_context(|| format!("sync {}", temp.display()))?;
+                std::fs::rename(&temp, output)
+                    .with_context(|| format!("rename {} to {}", temp.display(), output.display()))
             }
-            temp.1
-                .sync_all()
-                .with_context(|| format!("sync {}", temp.0.display()))?;
-            std::fs::rename(&temp.0, output).with_context(|| {
-                let _ = std::fs::remove_file(&temp.0);
-                format!("rename {} to {}", temp.0.display(), output.display())
-            })?;
+            .await;
+            if written.is_err() {
+                let _ = std::fs::remove_file(&temp);
+            }
+            written?;
         }
         None => {
             let mut out = std::io::stdout().lock();
@@ -372,7 +375,11 @@ pub async fn save(c: &Client, a: SaveArgs) -> Result<()> {
 
 /// A new file in `dir` for a save in progress.
 fn tempfile_in(dir: &std::path::Path) -> Result<(PathBuf, std::fs::File)> {
-    let path = dir.join(format!(".polis-save-{}", std::process::id()));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let path = dir.join(format!(".polis-save-{}-{nanos}", std::process::id()));
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -327,7 +327,6 @@ fn errors_read_as_docker_prints_them() {
         &["rmi", "nosuch"][..],
         &["image", "inspect", "nosuch", "Bad"],
         &["rmi", "nosuch:1", "nosuch:2"],
-        &["rmi", "-f", "nosuch"],
         &["image", "rm", "nosuch"],
         &["image", "inspect", "nosuch:latest"],
         &["image", "inspect", "-f", "{{.Id}}", "nosuch:latest"],
@@ -343,6 +342,9 @@ fn errors_read_as_docker_prints_them() {
         assert_eq!(code, 1, "{args:?}: {err}");
         assert!(!err.is_empty(), "{args:?}");
     }
+    // With --force a missing image is reported but is no failure, as in docker.
+    let (code, _, err) = d.same(&["rmi", "-f", "nosuch", "nosuch:2"]);
+    assert_eq!(code, 0, "{err}");
     let (_, _, err) = d.polis(&["rmi", "nosuch"]);
     assert_eq!(
         err,

@@ -20,13 +20,17 @@ const FALLBACK_API_VERSION: (u32, u32) = (1, 24);
 
 pub type RequestBody = BoxBody<Bytes, std::io::Error>;
 
-/// An error the daemon answered with: printed as docker prints it.
+/// An error the daemon answered with (its HTTP status and message): printed as docker
+/// prints it.
 #[derive(Debug)]
-pub struct DaemonError(pub String);
+pub struct DaemonError {
+    pub status: StatusCode,
+    pub message: String,
+}
 
 impl std::fmt::Display for DaemonError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Error response from daemon: {}", self.0)
+        write!(f, "Error response from daemon: {}", self.message)
     }
 }
 
@@ -143,7 +147,8 @@ impl Client {
         let status = response.status();
         if status.is_client_error() || status.is_server_error() {
             let body = response.into_body().collect().await?.to_bytes();
-            return Err(DaemonError(error_message(status, &body)).into());
+            let message = error_message(status, &body);
+            return Err(DaemonError { status, message }.into());
         }
         Ok(response)
     }

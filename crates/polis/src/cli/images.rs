@@ -293,6 +293,8 @@ pub async fn tag(c: &Client, a: TagArgs) -> Result<()> {
 
 pub async fn remove(c: &Client, a: RmiArgs) -> Result<()> {
     let mut errors = Vec::new();
+    // As docker: with --force, an image that does not exist is reported, not a failure.
+    let mut fatal = false;
     let mut out = std::io::stdout();
     for image in &a.images {
         let mut path = format!("/images/{}", path_escape(image));
@@ -317,13 +319,23 @@ pub async fn remove(c: &Client, a: RmiArgs) -> Result<()> {
                     }
                 }
             }
-            Err(e) => errors.push(format!("{e:#}")),
+            Err(e) => {
+                let not_found = e
+                    .downcast_ref::<client::DaemonError>()
+                    .is_some_and(|d| d.status == hyper::StatusCode::NOT_FOUND);
+                fatal |= !a.force || !not_found;
+                errors.push(format!("{e:#}"));
+            }
         }
     }
-    if !errors.is_empty() {
-        bail!("{}", errors.join("\n"));
+    if errors.is_empty() {
+        Ok(())
+    } else if fatal {
+        bail!("{}", errors.join("\n"))
+    } else {
+        eprintln!("{}", errors.join("\n"));
+        Ok(())
     }
-    Ok(())
 }
 
 pub async fn save(c: &Client, a: SaveArgs) -> Result<()> {

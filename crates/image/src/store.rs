@@ -251,7 +251,9 @@ impl ImageStore {
                 return Ok(id);
             }
         }
-        Err(Error::ImageNotFound(name.to_string()))
+        // Named as Docker names it: `nosuch` is reported as `nosuch:latest`.
+        let shown = Reference::parse(name).map_or_else(|_| name.to_string(), |r| r.familiar());
+        Err(Error::ImageNotFound(shown))
     }
 
     /// The index record of an image.

@@ -1,0 +1,485 @@
+//! Output formatting as the docker CLI does it: a small subset of Go templates
+//! (`{{.Field}}`, `{{json .Field}}`, `{{len .Field}}`, the `table` prefix), Go's
+//! tabwriter alignment, human sizes ("2.13MB") and durations ("5 minutes ago").
+
+use anyhow::{bail, Result};
+use serde_json::Value;
+
+/// What a template action does with the value it reaches.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Func {
+    Print,
+    Json,
+    Len,
+}
+
+#[derive(Debug, Clone)]
+enum Part {
+    Text(String),
+    /// `pos`: where the action's last field starts, for docker's error messages.
+    Action {
+        func: Func,
+        path: Vec<String>,
+        pos: usize,
+    },
+}
+
+/// A parsed `--format` string.
+#[derive(Debug, Clone)]
+pub struct Template {
+    table: bool,
+    parts: Vec<Part>,
+}
+
+impl Template {
+    /// Parses `format` as docker does: a leading `table` asks for a header and aligned
+    /// columns, `json` alone means `{{json .}}`, and the escapes `\t` and `\n` are honoured.
+    pub fn parse(format: &str) -> Result<Template> {
+        let (table, body) = match format.strip_prefix("table") {
+            Some(rest) => (true, rest.trim_matches(' ')),
+            None => (false, format),
+        };
+        let body = if body == "json" { "{{json .}}" } else { body };
+        let body = body.replace("\\t", "\t").replace("\\n", "\n");
+        let mut parts = Vec::new();
+        let mut rest = body.as_str();
+        while let Some(start) = rest.find("{{") {
+            if start > 0 {
+                parts.push(Part::Text(rest[..start].to_string()));
+            }
+            let after = &rest[start + 2..];
+            let Some(end) = after.find("}}") else {
+                bail!("template parsing error: template: :1: unclosed action");
+            };
+            let inner = &after[..end];
+            let pos = body.len() - after.len() + inner.rfind('.').unwrap_or(0);
+            parts.push(parse_action(inner.trim(), pos)?);
+            rest = &after[end + 2..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_string()));
+        }
+        Ok(Template { table, parts })
+    }
+
+    pub fn is_table(&self) -> bool {
+        self.table
+    }
+
+    /// Renders one value. A missing field is an error, worded as Go words it for a
+    /// typed row (`row_type`, as for images and history) or for a map (inspect).
+    pub fn render(&self, value: &Value, row_type: Option<&str>) -> Result<String> {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => out.push_str(t),
+                Part::Action { func, path, pos } => {
+                    let found = match lookup(value, path) {
+                        Ok(v) => v,
+                        Err(missing) => {
+                            let at = format!(
+                                "template parsing error: template: :1:{pos}: executing \"\" at <.{}>",
+                                path.join(".")
+                            );
+                            match row_type {
+                                Some(t) => {
+                                    bail!("{at}: can't evaluate field {missing} in type {t}")
+                                }
+                                None => bail!("{at}: map has no entry for key \"{missing}\""),
+                            }
+                        }
+                    };
+                    match func {
+                        Func::Print => out.push_str(&go_print(found)),
+                        Func::Json => out.push_str(&go_json(found)?),
+                        Func::Len => {
+                            let n = match found {
+                                Value::Array(a) => a.len(),
+                                Value::Object(o) => o.len(),
+                                Value::String(s) => s.len(),
+                                Value::Null => 0,
+                                other => bail!(
+                                    "template: :1: error calling len: len of type {}",
+                                    kind(other)
+                                ),
+                            };
+                            out.push_str(&n.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Renders the header line of a table: each field becomes its column title.
+    pub fn render_header(&self, titles: &[(&str, &str)]) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => out.push_str(t),
+                Part::Action { path, .. } => {
+                    let name = path.join(".");
+                    if let Some((_, title)) = titles.iter().find(|(f, _)| *f == name) {
+                        out.push_str(title);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+fn parse_action(action: &str, pos: usize) -> Result<Part> {
+    let mut words = action.split_whitespace();
+    let first = words.next().unwrap_or_default();
+    let (func, arg) = match first {
+        "json" => (Func::Json, words.next()),
+        "len" => (Func::Len, words.next()),
+        f if f.starts_with('.') => (Func::Print, Some(f)),
+        f => bail!("template parsing error: template: :1: function \"{f}\" not defined"),
+    };
+    let Some(arg) = arg.filter(|a| a.starts_with('.')) else {
+        bail!("template parsing error: template: :1: unsupported action {{{{{action}}}}}");
+    };
+    if words.next().is_some() {
+        bail!("template parsing error: template: :1: unsupported action {{{{{action}}}}}");
+    }
+    let path = arg[1..]
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    Ok(Part::Action { func, path, pos })
+}
+
+/// JSON as Go's encoder writes it: `<`, `>` and `&` escaped for HTML safety.
+fn go_json(v: &Value) -> Result<String> {
+    Ok(serde_json::to_string(v)?
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029"))
+}
+
+/// The value at `path`, or the name of the first field that is not there.
+fn lookup<'a>(value: &'a Value, path: &'a [String]) -> Result<&'a Value, &'a str> {
+    path.iter().try_fold(value, |v, key| match v {
+        Value::Object(map) => map.get(key).ok_or(key.as_str()),
+        _ => Err(key.as_str()),
+    })
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        _ => "value",
+    }
+}
+
+/// A value printed as Go's `fmt.Print` prints the decoded JSON: strings bare, lists
+/// as `[a b]`, maps as `map[k:v]` with sorted keys.
+fn go_print(v: &Value) -> String {
+    match v {
+        Value::Null => "<nil>".to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        Value::Array(a) => {
+            let items: Vec<String> = a.iter().map(go_print).collect();
+            format!("[{}]", items.join(" "))
+        }
+        Value::Object(o) => {
+            let mut keys: Vec<&String> = o.keys().collect();
+            keys.sort();
+            let items: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{k}:{}", go_print(&o[k])))
+                .collect();
+            format!("map[{}]", items.join(" "))
+        }
+    }
+}
+
+/// Go's `text/tabwriter` as docker configures it for tables (minwidth 10, padding 3):
+/// tab-terminated cells are aligned per column; the text after a line's last tab is not.
+pub fn tabwrite(text: &str) -> String {
+    const MIN_WIDTH: usize = 10;
+    const PADDING: usize = 3;
+    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+    let columns = lines.iter().map(|c| c.len() - 1).max().unwrap_or(0);
+    let mut widths = vec![0usize; columns];
+    for cells in &lines {
+        for (i, cell) in cells[..cells.len() - 1].iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count() + PADDING);
+        }
+    }
+    let mut out = String::new();
+    for cells in &lines {
+        let last = cells.len() - 1;
+        for (i, cell) in cells.iter().enumerate() {
+            out.push_str(cell);
+            if i < last {
+                let width = widths[i].max(MIN_WIDTH);
+                out.push_str(&" ".repeat(width - cell.chars().count()));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Go's `%.{precision}g`: `precision` significant digits, trailing zeros dropped,
+/// exponent form when the exponent is below -4 or at least `precision`.
+fn format_g(x: f64, precision: usize) -> String {
+    if x == 0.0 {
+        return "0".to_string();
+    }
+    let sci = format!("{:.*e}", precision - 1, x);
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if exp < -4 || exp >= precision as i32 {
+        let mantissa = trim_zeros(mantissa);
+        let sign = if exp < 0 { '-' } else { '+' };
+        return format!("{mantissa}e{sign}{:02}", exp.abs());
+    }
+    let decimals = (precision as i32 - 1 - exp).max(0) as usize;
+    trim_zeros(&format!("{x:.decimals$}")).to_string()
+}
+
+fn trim_zeros(s: &str) -> &str {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        s
+    }
+}
+
+fn scaled(size: f64, base: f64, units: &'static [&'static str]) -> (f64, &'static str) {
+    let mut size = size;
+    let mut i = 0;
+    while size >= base && i < units.len() - 1 {
+        size /= base;
+        i += 1;
+    }
+    (size, units[i])
+}
+
+/// docker's image sizes: decimal units, three significant digits ("1.98MB").
+pub fn human_size(bytes: i64) -> String {
+    let (size, unit) = scaled(
+        bytes as f64,
+        1000.0,
+        &["B", "kB", "MB", "GB", "TB", "PB", "EB"],
+    );
+    format!("{}{unit}", format_g(size, 3))
+}
+
+/// docker's memory sizes: binary units, four significant digits ("7.763GiB").
+pub fn bytes_size(bytes: i64) -> String {
+    let (size, unit) = scaled(
+        bytes as f64,
+        1024.0,
+        &["B", "KiB", "MiB", "GiB", "TiB", "PiB"],
+    );
+    format!("{}{unit}", format_g(size, 4))
+}
+
+/// go-units' `HumanDuration`.
+pub fn human_duration(seconds: i64) -> String {
+    let minutes = seconds / 60;
+    let hours = (seconds as f64 / 3600.0).round() as i64;
+    if seconds < 1 {
+        "Less than a second".to_string()
+    } else if seconds == 1 {
+        "1 second".to_string()
+    } else if seconds < 60 {
+        format!("{seconds} seconds")
+    } else if minutes == 1 {
+        "About a minute".to_string()
+    } else if minutes < 60 {
+        format!("{minutes} minutes")
+    } else if hours == 1 {
+        "About an hour".to_string()
+    } else if hours < 48 {
+        format!("{hours} hours")
+    } else if hours < 24 * 7 * 2 {
+        format!("{} days", hours / 24)
+    } else if hours < 24 * 30 * 2 {
+        format!("{} weeks", hours / 24 / 7)
+    } else if hours < 24 * 365 * 2 {
+        format!("{} months", hours / 24 / 30)
+    } else {
+        format!("{} years", seconds / 3600 / 24 / 365)
+    }
+}
+
+/// "5 minutes ago" for a unix time.
+pub fn since(created: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    format!("{} ago", human_duration(now - created))
+}
+
+/// Go's `time.Time.String()` for a unix time, in UTC: "2026-11-28 15:44:21 +0000 UTC".
+pub fn go_time(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} +0000 UTC",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// docker's `Ellipsis`: at most `width` characters, the last one `…` when cut.
+pub fn ellipsis(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// `sha256:0123456789abcdef…` → `0123456789ab`.
+pub fn short_id(id: &str) -> String {
+    let hex = id.split_once(':').map(|(_, h)| h).unwrap_or(id);
+    hex.chars().take(12).collect()
+}
+
+/// Go's `json.Indent(…, "", "    ")`: the daemon's JSON re-indented, its key order kept.
+pub fn indent_json(raw: &[u8]) -> String {
+    let mut out = String::new();
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut need_indent = false;
+    let text = String::from_utf8_lossy(raw);
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        out.push_str(&"    ".repeat(depth));
+    };
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+            continue;
+        }
+        if c.is_ascii_whitespace() {
+            continue;
+        }
+        if need_indent && c != ']' && c != '}' {
+            need_indent = false;
+            depth += 1;
+            newline(&mut out, depth);
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                out.push(c);
+                need_indent = true;
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            '}' | ']' => {
+                if need_indent {
+                    need_indent = false;
+                } else {
+                    depth = depth.saturating_sub(1);
+                    newline(&mut out, depth);
+                }
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn sizes_and_durations_as_docker_prints_them() {
+        assert_eq!(human_size(2_130_000), "2.13MB");
+        assert_eq!(human_size(1_984_187), "1.98MB");
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(12_000), "12kB");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(bytes_size(8_335_675_392), "7.763GiB");
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(300), "5 minutes");
+        assert_eq!(human_duration(90), "About a minute");
+        assert_eq!(human_duration(3 * 86_400), "3 days");
+        assert_eq!(go_time(1_795_880_661), "2026-11-28 15:44:21 +0000 UTC");
+    }
+
+    #[test]
+    fn templates_and_tables() {
+        let t = Template::parse("table {{.Repository}}\\t{{json .Tag}}").unwrap();
+        assert!(t.is_table());
+        let row = json!({"Repository": "busybox", "Tag": "local"});
+        assert_eq!(t.render(&row, Some("row")).unwrap(), "busybox\t\"local\"");
+        assert_eq!(
+            t.render_header(&[("Repository", "REPOSITORY"), ("Tag", "TAG")]),
+            "REPOSITORY\tTAG"
+        );
+        let e = t.render(&json!({}), Some("*formatter.imageContext"));
+        assert_eq!(
+            e.unwrap_err().to_string(),
+            "template parsing error: template: :1:2: executing \"\" at <.Repository>: can't evaluate field Repository in type *formatter.imageContext"
+        );
+        let t = Template::parse("{{len .A}} {{.B.C}}").unwrap();
+        let v = json!({"A": [1, 2], "B": {"C": ["x", "y"]}});
+        assert_eq!(t.render(&v, None).unwrap(), "2 [x y]");
+        let t = Template::parse("{{.Id}} {{.Nope.X}}").unwrap();
+        assert_eq!(
+            t.render(&json!({"Id": "x"}), None).unwrap_err().to_string(),
+            "template parsing error: template: :1:15: executing \"\" at <.Nope.X>: map has no entry for key \"Nope\""
+        );
+        assert!(Template::parse("{{nosuch .A}}").is_err());
+        assert_eq!(
+            tabwrite("REPOSITORY\tTAG\tSIZE\nbusybox\tlocal\t1.98MB\n"),
+            "REPOSITORY   TAG       SIZE\nbusybox      local     1.98MB\n"
+        );
+    }
+
+    #[test]
+    fn json_indented_as_go_does() {
+        let raw = br#"[{"Id":"x","A":[],"B":{"C":[1,2]},"S":"a,b:{"}]"#;
+        assert_eq!(
+            indent_json(raw),
+            "[\n    {\n        \"Id\": \"x\",\n        \"A\": [],\n        \"B\": {\n            \"C\": [\n                1,\n                2\n            ]\n        },\n        \"S\": \"a,b:{\"\n    }\n]"
+        );
+    }
+}

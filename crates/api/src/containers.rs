@@ -16,7 +16,7 @@ use polis_engine::Error as EngineError;
 use polis_shim::protocol::{Request as ShimRequest, SignalArg};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::versioning::error;
 use crate::AppState;
@@ -307,8 +307,12 @@ pub async fn remove(
         Err(r) => return r,
     };
     let st = state.clone();
+    let id = c.id.clone();
     match blocking(move || containers::remove(&st.layout, &st.metadata, &c, force)).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Ok(()) => {
+            crate::exec::forget_container(&state, &id);
+            StatusCode::NO_CONTENT.into_response()
+        }
         Err(r) => r,
     }
 }
@@ -445,12 +449,10 @@ pub async fn attach(
     if let Err(e) = shim.write_all(&line).await {
         return error(StatusCode::INTERNAL_SERVER_ERROR, format!("attach: {e}"));
     }
-    let mut reader = tokio::io::BufReader::new(shim);
-    let mut reply = String::new();
-    if let Err(e) = reader.read_line(&mut reply).await {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, format!("attach: {e}"));
-    }
-    let reply: polis_shim::protocol::Response = serde_json::from_str(&reply).unwrap_or_default();
+    let reply = match read_reply(&mut shim).await {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("attach: {e}")),
+    };
     if !reply.ok {
         return error(
             StatusCode::CONFLICT,
@@ -462,14 +464,8 @@ pub async fn attach(
         let Ok(upgraded) = upgrade.await else { return };
         let client = hyper_util::rt::TokioIo::new(upgraded);
         let (mut client_read, mut client_write) = tokio::io::split(client);
-        // Bytes the reader took past the reply line belong to the stream.
-        let buffered = reader.buffer().to_vec();
-        let shim = reader.into_inner();
         let (mut shim_read, mut shim_write) = shim.into_split();
         let to_client = async {
-            if !buffered.is_empty() {
-                client_write.write_all(&buffered).await?;
-            }
             let mut buf = vec![0u8; 32 * 1024];
             loop {
                 let n = shim_read.read(&mut buf).await?;
@@ -495,6 +491,31 @@ pub async fn attach(
         .header(header::UPGRADE, "tcp")
         .body(Body::empty())
         .unwrap_or_default()
+}
+
+/// The shim's one-line JSON reply, read a byte at a time: what follows it on the
+/// connection is the stream, and must not be swallowed by a read-ahead buffer.
+pub async fn read_reply(
+    shim: &mut tokio::net::UnixStream,
+) -> std::io::Result<polis_shim::protocol::Response> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        if shim.read(&mut byte).await? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the shim closed the connection",
+            ));
+        }
+        if byte[0] == b'\n' {
+            break;
+        }
+        line.push(byte[0]);
+        if line.len() > 64 * 1024 {
+            return Err(std::io::Error::other("reply from the shim too long"));
+        }
+    }
+    serde_json::from_slice(&line).map_err(std::io::Error::other)
 }
 
 /// `GET /containers/{id}/logs`: the json-file log, framed as Docker does without a

@@ -6,6 +6,7 @@
 #![allow(clippy::result_large_err)]
 
 mod containers;
+mod exec;
 mod images;
 mod system;
 mod versioning;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub images: Arc<polis_image::ImageStore>,
     pub metadata: Arc<polis_engine::metadata::Metadata>,
     pub layout: polis_engine::containers::Layout,
+    /// `docker exec` instances, by id.
+    pub execs: exec::ExecTable,
 }
 
 /// What the handlers read about the daemon.
@@ -66,6 +69,9 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/{id}/kill", post(containers::kill))
         .route("/containers/{id}/stop", post(containers::stop))
         .route("/containers/{id}/logs", get(containers::logs))
+        .route("/containers/{id}/exec", post(exec::create))
+        .route("/exec/{id}/start", post(exec::start))
+        .route("/exec/{id}/json", get(exec::inspect))
         .route(
             "/containers/{id}",
             axum::routing::delete(containers::remove),

@@ -81,6 +81,7 @@ pub fn main(args: DaemonArgs) -> Result<i32> {
             root: config.root.clone(),
             run_root: config.run_root.clone(),
         },
+        execs: Default::default(),
     };
     let socket = config.socket_path()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

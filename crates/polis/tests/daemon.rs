@@ -436,3 +436,69 @@ fn docker_cli_runs_containers() {
     assert_eq!(d.docker(&["ps", "-aq"]).1.trim(), "");
     assert_eq!(leftovers(&d, &[id]), Vec::<String>::new());
 }
+
+#[test]
+fn docker_cli_exec() {
+    let d = Daemon::start("exec");
+    import_busybox(&d);
+    assert_eq!(
+        d.docker(&[
+            "run",
+            "-d",
+            "--name",
+            "box",
+            "busybox:local",
+            "sleep",
+            "1000"
+        ])
+        .0,
+        0
+    );
+    let (code, out, err) = d.docker(&["exec", "box", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!((code, out.as_str(), err.as_str()), (3, "out\n", "err\n"));
+    let (code, out, _) = d.docker(&[
+        "exec",
+        "-u",
+        "nobody",
+        "-w",
+        "/tmp",
+        "-e",
+        "FOO=bar",
+        "box",
+        "sh",
+        "-c",
+        "id -u; pwd; echo $FOO",
+    ]);
+    assert_eq!((code, out.as_str()), (0, "65534\n/tmp\nbar\n"));
+    // stdin piped with -i.
+    let mut child = Command::new(DOCKER)
+        .env("DOCKER_HOST", format!("unix://{}", d.socket.display()))
+        .args(["exec", "-i", "box", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"piped\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "piped\n");
+    // Detached.
+    assert_eq!(
+        d.docker(&["exec", "-d", "box", "touch", "/tmp/detached"]).0,
+        0
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while d.docker(&["exec", "box", "ls", "/tmp/detached"]).0 != 0 {
+        assert!(Instant::now() < deadline, "detached exec did not run");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A command that does not exist, and a stopped container.
+    let (code, _, _) = d.docker(&["exec", "box", "no-such-command"]);
+    assert_ne!(code, 0);
+    assert_eq!(d.docker(&["rm", "-f", "box"]).0, 0);
+    let (code, _, err) = d.docker(&["exec", "box", "true"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("No such container: box"), "{err}");
+}

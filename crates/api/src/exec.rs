@@ -1,0 +1,319 @@
+//! `docker exec`: `POST /containers/{id}/exec` records what to run, `POST
+//! /exec/{id}/start` runs it through the container's shim on a hijacked connection,
+//! `GET /exec/{id}/json` reports how it ended. Exec records live in memory, as
+//! Docker's do.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use oci_spec::runtime::{Process, Spec};
+use polis_shim::protocol::Request as ShimRequest;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::versioning::error;
+use crate::AppState;
+
+/// One exec instance.
+#[derive(Debug, Clone)]
+pub struct ExecRecord {
+    pub container_id: String,
+    pub process: Process,
+    pub tty: bool,
+    pub stdin: bool,
+    pub running: bool,
+    pub exit_code: Option<i32>,
+    pub pid: i32,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ExecBody {
+    attach_stdin: bool,
+    tty: bool,
+    cmd: Vec<String>,
+    env: Option<Vec<String>>,
+    working_dir: Option<String>,
+    user: Option<String>,
+    privileged: bool,
+}
+
+fn new_id() -> String {
+    let mut buf = [0u8; 32];
+    // SAFETY: getrandom fills the buffer we pass, of the length we pass.
+    unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    Path(key): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let body: ExecBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid JSON in request body: {e}"),
+            )
+        }
+    };
+    if body.cmd.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "No exec command specified");
+    }
+    if body.privileged {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "privileged exec is not supported yet",
+        );
+    }
+    let c = match state.metadata.find(&key) {
+        Ok(c) => c,
+        Err(e) => return crate::containers::engine_error(e),
+    };
+    let bundle = state.layout.bundle(&c.id);
+    let spec: Spec = match std::fs::read(bundle.join("config.json"))
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("container {}: {e}", c.id),
+            )
+        }
+    };
+    let mut process = spec.process().clone().unwrap_or_default();
+    process.set_args(Some(body.cmd));
+    process.set_terminal(Some(body.tty));
+    process.set_console_size(None);
+    let mut env = process.env().clone().unwrap_or_default();
+    for kv in body.env.unwrap_or_default() {
+        let key = kv.split('=').next().unwrap_or_default().to_string();
+        env.retain(|e| e.split('=').next() != Some(key.as_str()));
+        env.push(kv);
+    }
+    process.set_env(Some(env));
+    if let Some(w) = body.working_dir.filter(|w| !w.is_empty()) {
+        process.set_cwd(w.into());
+    }
+    if let Some(u) = body.user.filter(|u| !u.is_empty()) {
+        match polis_image::spec::resolve_user(&u, &bundle.join("rootfs")) {
+            Ok(r) => {
+                let mut user = process.user().clone();
+                user.set_uid(r.uid);
+                user.set_gid(r.gid);
+                user.set_additional_gids(Some(r.additional_gids));
+                process.set_user(user);
+            }
+            Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        }
+    }
+    let id = new_id();
+    let record = ExecRecord {
+        container_id: c.id,
+        process,
+        tty: body.tty,
+        stdin: body.attach_stdin,
+        running: false,
+        exit_code: None,
+        pid: 0,
+    };
+    if let Ok(mut execs) = state.execs.lock() {
+        execs.insert(id.clone(), record);
+    }
+    (StatusCode::CREATED, Json(json!({ "Id": id }))).into_response()
+}
+
+fn record(state: &AppState, id: &str) -> Option<ExecRecord> {
+    state.execs.lock().ok()?.get(id).cloned()
+}
+
+fn update(state: &AppState, id: &str, f: impl FnOnce(&mut ExecRecord)) {
+    if let Ok(mut execs) = state.execs.lock() {
+        if let Some(r) = execs.get_mut(id) {
+            f(r);
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct StartBody {
+    detach: bool,
+}
+
+/// Frames from the shim: stdout/stderr go to the client (framed as Docker's stdcopy
+/// without a terminal, raw with one); the exit frame is kept for `GET /exec/{id}/json`.
+async fn pump_frames(
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    mut to: Option<impl tokio::io::AsyncWrite + Unpin>,
+    tty: bool,
+) -> Option<i32> {
+    let mut header = [0u8; 8];
+    loop {
+        if from.read_exact(&mut header).await.is_err() {
+            return None;
+        }
+        let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        let mut data = vec![0u8; len];
+        if from.read_exact(&mut data).await.is_err() {
+            return None;
+        }
+        if header[0] == polis_shim::protocol::EXIT {
+            let status: Option<polis_shim::protocol::ExitStatus> =
+                serde_json::from_slice(&data).ok();
+            return status.map(|s| s.exit_code);
+        }
+        if let Some(out) = to.as_mut() {
+            let res = if tty {
+                out.write_all(&data).await
+            } else {
+                match out.write_all(&header).await {
+                    Ok(()) => out.write_all(&data).await,
+                    Err(e) => Err(e),
+                }
+            };
+            if res.is_err() || out.flush().await.is_err() {
+                to = None;
+            }
+        }
+    }
+}
+
+pub async fn start(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    mut req: Request,
+) -> Response {
+    let Some(rec) = record(&state, &id) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("No such exec instance: {id}"),
+        );
+    };
+    if rec.running || rec.exit_code.is_some() {
+        return error(StatusCode::CONFLICT, format!("Exec {id} has already run"));
+    }
+    let body = axum::body::to_bytes(std::mem::take(req.body_mut()), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let start: StartBody = serde_json::from_slice(&body).unwrap_or_default();
+    let socket = state
+        .layout
+        .shim_dir(&rec.container_id)
+        .join(polis_shim::SOCKET);
+    let mut shim = match tokio::net::UnixStream::connect(&socket).await {
+        Ok(s) => s,
+        Err(e) => {
+            return error(
+                StatusCode::CONFLICT,
+                format!("Container {} is not running: {e}", rec.container_id),
+            )
+        }
+    };
+    let request = ShimRequest::Exec {
+        process: Box::new(rec.process.clone()),
+        tty: rec.tty,
+        stdin: rec.stdin && !start.detach,
+    };
+    let mut line = serde_json::to_vec(&request).unwrap_or_default();
+    line.push(b'\n');
+    if let Err(e) = shim.write_all(&line).await {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, format!("exec: {e}"));
+    }
+    let reply = match crate::containers::read_reply(&mut shim).await {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("exec: {e}")),
+    };
+    if !reply.ok {
+        let msg = reply.error.unwrap_or_else(|| "exec refused".into());
+        return error(StatusCode::CONFLICT, msg);
+    }
+    let pid = reply.pid.unwrap_or(0);
+    update(&state, &id, |r| {
+        r.running = true;
+        r.pid = pid;
+    });
+    let tty = rec.tty;
+    if start.detach {
+        let st = state.clone();
+        tokio::spawn(async move {
+            let code = pump_frames(shim, None::<tokio::io::Sink>, tty).await;
+            update(&st, &id, |r| {
+                r.running = false;
+                r.exit_code = Some(code.unwrap_or(-1));
+            });
+        });
+        return StatusCode::OK.into_response();
+    }
+    let upgrade = hyper::upgrade::on(&mut req);
+    let st = state.clone();
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else { return };
+        let client = hyper_util::rt::TokioIo::new(upgraded);
+        let (mut client_read, mut client_write) = tokio::io::split(client);
+        let (shim_read, mut shim_write) = shim.into_split();
+        let to_client = async {
+            let code = pump_frames(shim_read, Some(&mut client_write), tty).await;
+            let _ = client_write.shutdown().await;
+            code
+        };
+        let to_shim = async {
+            let _ = tokio::io::copy(&mut client_read, &mut shim_write).await;
+            let _ = shim_write.shutdown().await;
+        };
+        let (code, ()) = tokio::join!(to_client, to_shim);
+        update(&st, &id, |r| {
+            r.running = false;
+            r.exit_code = Some(code.unwrap_or(-1));
+        });
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONTENT_TYPE, "application/vnd.docker.raw-stream")
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "tcp")
+        .body(Body::empty())
+        .unwrap_or_default()
+}
+
+pub async fn inspect(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    let Some(rec) = record(&state, &id) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("No such exec instance: {id}"),
+        );
+    };
+    Json(json!({
+        "ID": id,
+        "ContainerID": rec.container_id,
+        "Running": rec.running,
+        "ExitCode": rec.exit_code,
+        "Pid": rec.pid,
+        "OpenStdin": rec.stdin,
+        "ProcessConfig": {
+            "tty": rec.tty,
+            "entrypoint": rec.process.args().as_ref().and_then(|a| a.first().cloned()),
+            "arguments": rec.process.args().as_ref().map(|a| a[1..].to_vec()),
+        },
+    }))
+    .into_response()
+}
+
+/// Exec ids live as long as the daemon; drop the ones of a removed container.
+pub fn forget_container(state: &AppState, container_id: &str) {
+    if let Ok(mut execs) = state.execs.lock() {
+        execs.retain(|_, r| r.container_id != container_id);
+    }
+}
+
+pub type ExecTable = std::sync::Mutex<HashMap<String, ExecRecord>>;

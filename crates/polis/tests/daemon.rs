@@ -76,6 +76,14 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        // Containers a failed test left: removed through the daemon while it runs, so
+        // no mount, cgroup or shim outlives the test.
+        if self.child.is_some() {
+            let (_, ids, _) = self.docker(&["ps", "-aq"]);
+            for id in ids.split_whitespace() {
+                let _ = self.docker(&["rm", "-f", id]);
+            }
+        }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();

@@ -510,3 +510,59 @@ fn docker_cli_exec() {
     assert_eq!(code, 1);
     assert!(err.contains("No such container: box"), "{err}");
 }
+
+/// Killing polisd with SIGKILL leaves its containers running and logging; the next
+/// polisd on the same root finds them through their shims.
+#[test]
+fn containers_survive_a_daemon_crash() {
+    let mut d = Daemon::start("crash");
+    import_busybox(&d);
+    let (code, id, err) = d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "talker",
+        "busybox:local",
+        "sh",
+        "-c",
+        "while true; do echo tick; sleep 0.1; done",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let id = id.trim().to_string();
+    let mut child = d.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = d.dir.join(format!("root/containers/{id}/{id}-json.log"));
+    let lines = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let before = lines();
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(
+        lines() > before,
+        "the container stopped logging without its daemon"
+    );
+
+    let _ = std::fs::remove_file(&d.socket);
+    let again = Command::new(env!("CARGO_BIN_EXE_polis"))
+        .args(["daemon", "--root"])
+        .arg(d.dir.join("root"))
+        .arg("--run-root")
+        .arg(d.dir.join("run"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    d.child = Some(again);
+    wait_for(&d.socket);
+    let (_, ps, _) = d.docker(&["ps", "--format", "{{.Names}} {{.Status}}"]);
+    assert_eq!(ps.trim(), "talker Up");
+    let (code, out, _) = d.docker(&["exec", "talker", "echo", "inside"]);
+    assert_eq!((code, out.as_str()), (0, "inside\n"));
+    let (_, logs, _) = d.docker(&["logs", "--tail", "2", "talker"]);
+    assert_eq!(logs, "tick\ntick\n");
+    assert_eq!(d.docker(&["rm", "-f", "talker"]).0, 0);
+    assert_eq!(leftovers(&d, &[id]), Vec::<String>::new());
+}

@@ -122,6 +122,17 @@ pub async fn create(
     }
 }
 
+/// The container named in the path, with its live state from its shim.
+async fn find_live(
+    state: &Arc<AppState>,
+    key: &str,
+) -> Result<(Container, polis_shim::protocol::ContainerState), Response> {
+    let c = find(state, key)?;
+    let (st, id) = (state.clone(), c.id.clone());
+    let live = blocking(move || Ok(containers::state(&st.layout, &id))).await?;
+    Ok((c, live))
+}
+
 /// One shim request for the container named in the path.
 async fn shim_call(
     state: &Arc<AppState>,
@@ -136,17 +147,12 @@ async fn shim_call(
 }
 
 pub async fn start(State(state): State<Arc<AppState>>, Path(key): Path<String>) -> Response {
-    let c = match find(&state, &key) {
-        Ok(c) => c,
+    let (c, current) = match find_live(&state, &key).await {
+        Ok(found) => found,
         Err(r) => return r,
     };
-    let st = state.clone();
-    let id = c.id.clone();
-    let current = blocking(move || Ok(containers::state(&st.layout, &id))).await;
-    if let Ok(s) = &current {
-        if s.status == "running" {
-            return StatusCode::NOT_MODIFIED.into_response();
-        }
+    if current.status == "running" {
+        return StatusCode::NOT_MODIFIED.into_response();
     }
     if let Err(r) = shim_call(&state, &c.id, ShimRequest::Start).await {
         return r;
@@ -221,17 +227,11 @@ pub async fn kill(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let signal = q.get("signal").cloned().unwrap_or_else(|| "KILL".into());
-    let c = match find(&state, &key) {
-        Ok(c) => c,
+    let (c, s) = match find_live(&state, &key).await {
+        Ok(found) => found,
         Err(r) => return r,
     };
-    let st = state.clone();
-    let id = c.id.clone();
-    let s = blocking(move || Ok(containers::state(&st.layout, &id))).await;
-    if !matches!(
-        s.as_ref().map(|s| s.status.as_str()),
-        Ok("running" | "paused")
-    ) {
+    if !matches!(s.status.as_str(), "running" | "paused") {
         return error(
             StatusCode::CONFLICT,
             format!(
@@ -256,17 +256,11 @@ pub async fn stop(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let timeout: u64 = q.get("t").and_then(|t| t.parse().ok()).unwrap_or(10);
-    let c = match find(&state, &key) {
-        Ok(c) => c,
+    let (c, s) = match find_live(&state, &key).await {
+        Ok(found) => found,
         Err(r) => return r,
     };
-    let st = state.clone();
-    let id = c.id.clone();
-    let s = blocking(move || Ok(containers::state(&st.layout, &id))).await;
-    if !matches!(
-        s.as_ref().map(|s| s.status.as_str()),
-        Ok("running" | "paused")
-    ) {
+    if !matches!(s.status.as_str(), "running" | "paused") {
         return StatusCode::NOT_MODIFIED.into_response();
     }
     let term = ShimRequest::Kill {
@@ -369,14 +363,8 @@ pub async fn list(
 }
 
 pub async fn inspect(State(state): State<Arc<AppState>>, Path(key): Path<String>) -> Response {
-    let c = match find(&state, &key) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let st = state.clone();
-    let id = c.id.clone();
-    let s = match blocking(move || Ok(containers::state(&st.layout, &id))).await {
-        Ok(s) => s,
+    let (c, s) = match find_live(&state, &key).await {
+        Ok(found) => found,
         Err(r) => return r,
     };
     let (status, code) = docker_status(&s);

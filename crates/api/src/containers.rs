@@ -290,6 +290,82 @@ pub async fn stop(
     StatusCode::NO_CONTENT.into_response()
 }
 
+/// `pause` and `unpause`: the shim freezes or thaws the container's cgroup.
+pub async fn pause(State(state): State<Arc<AppState>>, Path(key): Path<String>) -> Response {
+    freeze(state, key, true).await
+}
+
+pub async fn unpause(State(state): State<Arc<AppState>>, Path(key): Path<String>) -> Response {
+    freeze(state, key, false).await
+}
+
+async fn freeze(state: Arc<AppState>, key: String, pause: bool) -> Response {
+    let (c, s) = match find_live(&state, &key).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let (wanted, verb) = if pause {
+        ("running", "pause")
+    } else {
+        ("paused", "unpause")
+    };
+    if s.status != wanted {
+        let why = if pause && s.status == "paused" {
+            format!("Container {} is already paused", c.id)
+        } else if pause {
+            format!("Container {} is not running", c.id)
+        } else {
+            format!("Container {} is not paused", c.id)
+        };
+        return error(
+            StatusCode::CONFLICT,
+            format!("Cannot {verb} container: {why}"),
+        );
+    }
+    let request = if pause {
+        ShimRequest::Pause
+    } else {
+        ShimRequest::Resume
+    };
+    match shim_call(&state, &c.id, request).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(r) => r,
+    }
+}
+
+/// `POST /containers/{id}/resize?h=&w=`: the container's terminal size.
+pub async fn resize(
+    State(state): State<Arc<AppState>>,
+    Path(key): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let (Some(h), Some(w)) = (
+        q.get("h").and_then(|v| v.parse::<u16>().ok()),
+        q.get("w").and_then(|v| v.parse::<u16>().ok()),
+    ) else {
+        return error(StatusCode::BAD_REQUEST, "resize needs numeric h and w");
+    };
+    let (c, s) = match find_live(&state, &key).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    if s.status != "running" {
+        return error(
+            StatusCode::CONFLICT,
+            format!("Container {} is not running", c.id),
+        );
+    }
+    let request = ShimRequest::Resize {
+        height: h,
+        width: w,
+        exec: None,
+    };
+    match shim_call(&state, &c.id, request).await {
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(r) => r,
+    }
+}
+
 pub async fn remove(
     State(state): State<Arc<AppState>>,
     Path(key): Path<String>,

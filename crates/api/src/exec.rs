@@ -286,6 +286,44 @@ pub async fn start(
         .unwrap_or_default()
 }
 
+/// `POST /exec/{id}/resize?h=&w=`: the exec's terminal size.
+pub async fn resize(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    let Some(rec) = record(&state, &id) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("No such exec instance: {id}"),
+        );
+    };
+    let (Some(h), Some(w)) = (
+        q.get("h").and_then(|v| v.parse::<u16>().ok()),
+        q.get("w").and_then(|v| v.parse::<u16>().ok()),
+    ) else {
+        return error(StatusCode::BAD_REQUEST, "resize needs numeric h and w");
+    };
+    if !rec.running {
+        return error(StatusCode::CONFLICT, format!("Exec {id} is not running"));
+    }
+    let request = ShimRequest::Resize {
+        height: h,
+        width: w,
+        exec: Some(rec.pid),
+    };
+    let (st, cid) = (state.clone(), rec.container_id.clone());
+    let result = tokio::task::spawn_blocking(move || {
+        polis_engine::containers::call(&st.layout, &cid, &request)
+    })
+    .await;
+    match result {
+        Ok(Ok(_)) => StatusCode::OK.into_response(),
+        Ok(Err(e)) => crate::containers::engine_error(e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
 pub async fn inspect(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
     let Some(rec) = record(&state, &id) else {
         return error(

@@ -72,6 +72,10 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/{id}/exec", post(exec::create))
         .route("/exec/{id}/start", post(exec::start))
         .route("/exec/{id}/json", get(exec::inspect))
+        .route("/exec/{id}/resize", post(exec::resize))
+        .route("/containers/{id}/pause", post(containers::pause))
+        .route("/containers/{id}/unpause", post(containers::unpause))
+        .route("/containers/{id}/resize", post(containers::resize))
         .route(
             "/containers/{id}",
             axum::routing::delete(containers::remove),

@@ -566,3 +566,54 @@ fn containers_survive_a_daemon_crash() {
     assert_eq!(d.docker(&["rm", "-f", "talker"]).0, 0);
     assert_eq!(leftovers(&d, &[id]), Vec::<String>::new());
 }
+
+#[test]
+fn docker_cli_pause_and_terminals() {
+    let d = Daemon::start("tty");
+    import_busybox(&d);
+    assert_eq!(
+        d.docker(&[
+            "run",
+            "-d",
+            "--name",
+            "box",
+            "busybox:local",
+            "sleep",
+            "1000"
+        ])
+        .0,
+        0
+    );
+    assert_eq!(d.docker(&["pause", "box"]).0, 0);
+    assert_eq!(
+        d.docker(&["ps", "--format", "{{.Status}}"]).1.trim(),
+        "Up (Paused)"
+    );
+    let (code, _, err) = d.docker(&["pause", "box"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("already paused"), "{err}");
+    assert_eq!(d.docker(&["unpause", "box"]).0, 0);
+    assert_eq!(d.docker(&["ps", "--format", "{{.Status}}"]).1.trim(), "Up");
+    // Under a pty: the CLI resizes the container's (and the exec's) terminal to its own.
+    let under_pty = |cmd: &str| {
+        let out = Command::new("script")
+            .args(["-qec", cmd, "/dev/null"])
+            .env("DOCKER_HOST", format!("unix://{}", d.socket.display()))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        // script(1) echoes a NUL from its own setup as ^@.
+        String::from_utf8_lossy(&out.stdout)
+            .replace(['\r', '\0'], "")
+            .replace("^@", "")
+    };
+    let out = under_pty(&format!(
+        "stty cols 111 rows 33; {DOCKER} run -it --rm busybox:local sh -c 'sleep 0.3; tty; stty size'"
+    ));
+    assert_eq!(out.trim(), "/dev/pts/0\n33 111");
+    let out = under_pty(&format!(
+        "stty cols 101 rows 31; {DOCKER} exec -it box sh -c 'sleep 0.3; stty size'"
+    ));
+    assert_eq!(out.trim(), "31 101");
+    assert_eq!(d.docker(&["rm", "-f", "box"]).0, 0);
+}

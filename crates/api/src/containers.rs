@@ -161,16 +161,35 @@ pub async fn start(State(state): State<Arc<AppState>>, Path(key): Path<String>) 
     started.started_at = Some(polis_runtime::state::now_rfc3339());
     let _ = state.metadata.save_container(&started);
     if c.spec.auto_remove {
-        // --rm: the engine removes the container once it has exited.
-        let st = state.clone();
-        tokio::spawn(async move {
-            let id = c.id.clone();
-            let s2 = st.clone();
-            let _ = blocking(move || containers::call(&s2.layout, &id, &ShimRequest::Wait)).await;
-            let _ = blocking(move || containers::remove(&st.layout, &st.metadata, &c, true)).await;
-        });
+        watch_auto_remove(state.clone(), c);
     }
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// --rm: once the container has exited, the engine removes it.
+pub fn watch_auto_remove(state: Arc<AppState>, c: Container) {
+    tokio::spawn(async move {
+        let id = c.id.clone();
+        let (st, wait_id) = (state.clone(), id.clone());
+        let _ = blocking(move || containers::call(&st.layout, &wait_id, &ShimRequest::Wait)).await;
+        let st = state.clone();
+        let _ = blocking(move || containers::remove(&st.layout, &st.metadata, &c, true)).await;
+        crate::exec::forget_container(&state, &id);
+    });
+}
+
+/// After a daemon restart: re-arm --rm for running containers, and remove those that
+/// exited while no daemon watched.
+pub fn resume_auto_remove(state: &Arc<AppState>) {
+    let Ok(all) = state.metadata.containers() else {
+        return;
+    };
+    for c in all
+        .into_iter()
+        .filter(|c| c.spec.auto_remove && c.started_at.is_some())
+    {
+        watch_auto_remove(state.clone(), c);
+    }
 }
 
 /// `POST /containers/{id}/wait`: headers at once, the status once the condition holds.

@@ -49,8 +49,10 @@ pub enum Error {
     },
 }
 
+pub use containers::resume_auto_remove;
+
 /// The whole API as one router.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: Arc<AppState>) -> Router {
     use axum::routing::post;
     Router::new()
         .route("/_ping", get(system::ping).head(system::ping))
@@ -86,7 +88,7 @@ pub fn router(state: AppState) -> Router {
                 .post(images::by_name_post)
                 .delete(images::remove),
         )
-        .with_state(Arc::new(state))
+        .with_state(state)
 }
 
 /// Serve `router` on the unix socket `path` until `shutdown` completes; the socket file

@@ -73,7 +73,7 @@ pub fn main(args: DaemonArgs) -> Result<i32> {
             "removed unreferenced blobs"
         );
     }
-    let state = polis_api::AppState {
+    let state = std::sync::Arc::new(polis_api::AppState {
         info,
         images: std::sync::Arc::new(images),
         metadata: std::sync::Arc::new(metadata),
@@ -82,7 +82,7 @@ pub fn main(args: DaemonArgs) -> Result<i32> {
             run_root: config.run_root.clone(),
         },
         execs: Default::default(),
-    };
+    });
     let socket = config.socket_path()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -91,6 +91,7 @@ pub fn main(args: DaemonArgs) -> Result<i32> {
         .context("start the async runtime")?;
     runtime.block_on(async move {
         tracing::info!(root = %config.root.display(), socket = %socket.display(), "polis daemon listening");
+        polis_api::resume_auto_remove(&state);
         polis_api::serve_unix(&socket, polis_api::router(state), shutdown_signal()).await?;
         tracing::info!("polis daemon stopped");
         Ok::<_, anyhow::Error>(())

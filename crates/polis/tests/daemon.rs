@@ -617,3 +617,39 @@ fn docker_cli_pause_and_terminals() {
     assert_eq!(out.trim(), "31 101");
     assert_eq!(d.docker(&["rm", "-f", "box"]).0, 0);
 }
+
+/// A --rm container that exits while no daemon runs is removed by the next daemon.
+#[test]
+fn auto_remove_survives_a_daemon_restart() {
+    let mut d = Daemon::start("autorm");
+    import_busybox(&d);
+    let (code, id, err) = d.docker(&["run", "-d", "--rm", "busybox:local", "sleep", "1"]);
+    assert_eq!(code, 0, "{err}");
+    let mut child = d.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = std::fs::remove_file(&d.socket);
+    let again = Command::new(env!("CARGO_BIN_EXE_polis"))
+        .args(["daemon", "--root"])
+        .arg(d.dir.join("root"))
+        .arg("--run-root")
+        .arg(d.dir.join("run"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    d.child = Some(again);
+    wait_for(&d.socket);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !d.docker(&["ps", "-aq"]).1.trim().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the exited --rm container was not removed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        leftovers(&d, &[id.trim().to_string()]),
+        Vec::<String>::new()
+    );
+}

@@ -2,88 +2,24 @@
 //! docker CLI on the same daemon: where docker's output is deterministic, polis must
 //! print the same bytes and exit with the same code.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-const DOCKER: &str = "/usr/local/bin/docker";
+use common::daemon::{busybox_tar, output, Daemon, Output, DOCKER};
+use std::path::Path;
+use std::process::Command;
+
 const POLIS: &str = env!("CARGO_BIN_EXE_polis");
 
-struct Daemon {
-    child: Option<Child>,
-    dir: PathBuf,
-    socket: PathBuf,
+/// The `polis` client next to the docker CLI on the same daemon.
+trait BothClis {
+    fn polis_in(&self, args: &[&str], stdin: Option<&Path>) -> Output;
+    fn polis(&self, args: &[&str]) -> Output {
+        self.polis_in(args, None)
+    }
+    fn same(&self, args: &[&str]) -> Output;
 }
 
-/// Exit code, stdout, stderr.
-type Output = (i32, String, String);
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("polis-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn wait_for(path: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn output(cmd: &mut Command, stdin: Option<&Path>) -> Output {
-    match stdin {
-        Some(p) => cmd.stdin(std::fs::File::open(p).unwrap()),
-        None => cmd.stdin(Stdio::null()),
-    };
-    let out = cmd.output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-impl Daemon {
-    fn start(name: &str) -> Daemon {
-        let dir = temp_dir(name);
-        let socket = dir.join("run/polis.sock");
-        let child = Command::new(POLIS)
-            .args(["daemon", "--root"])
-            .arg(dir.join("root"))
-            .arg("--run-root")
-            .arg(dir.join("run"))
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for(&socket);
-        Daemon {
-            child: Some(child),
-            dir,
-            socket,
-        }
-    }
-
-    fn host(&self) -> String {
-        format!("unix://{}", self.socket.display())
-    }
-
-    fn docker_in(&self, args: &[&str], stdin: Option<&Path>) -> Output {
-        output(
-            Command::new(DOCKER)
-                .env("DOCKER_HOST", self.host())
-                .current_dir(&self.dir)
-                .args(args),
-            stdin,
-        )
-    }
-
+impl BothClis for Daemon {
     /// `polis -H … ARGS`: the host comes from the flag, not the environment.
     fn polis_in(&self, args: &[&str], stdin: Option<&Path>) -> Output {
         output(
@@ -98,14 +34,6 @@ impl Daemon {
         )
     }
 
-    fn docker(&self, args: &[&str]) -> Output {
-        self.docker_in(args, None)
-    }
-
-    fn polis(&self, args: &[&str]) -> Output {
-        self.polis_in(args, None)
-    }
-
     /// Runs `args` with both CLIs and requires the same exit code and output.
     fn same(&self, args: &[&str]) -> Output {
         let polis = self.polis(args);
@@ -113,39 +41,6 @@ impl Daemon {
         assert_eq!(polis, docker, "polis vs docker for {args:?}");
         polis
     }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A busybox rootfs tar, built offline from Debian's busybox-static.
-fn busybox_tar(dir: &Path) -> PathBuf {
-    let rootfs = dir.join("rootfs");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/lib/busybox-rootfs.sh");
-    assert!(Command::new("bash")
-        .arg(script)
-        .arg(&rootfs)
-        .status()
-        .unwrap()
-        .success());
-    let tar = dir.join("rootfs.tar");
-    assert!(Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap()
-        .success());
-    tar
 }
 
 fn sorted_lines(s: &str) -> Vec<String> {

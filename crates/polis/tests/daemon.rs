@@ -2,94 +2,18 @@
 //! daemon per root, takes its settings from file, environment and flags, and stops
 //! cleanly on SIGTERM.
 
+mod common;
+
+use common::daemon::{busybox_tar, wait_for, Daemon, DOCKER};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const DOCKER: &str = "/usr/local/bin/docker";
-
-struct Daemon {
-    child: Option<Child>,
-    dir: PathBuf,
-    socket: PathBuf,
-}
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("polis-daemon-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn wait_for(path: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-impl Daemon {
-    fn start(name: &str) -> Daemon {
-        let dir = temp_dir(name);
-        let socket = dir.join("run/polis.sock");
-        let child = Command::new(env!("CARGO_BIN_EXE_polis"))
-            .args(["daemon", "--root"])
-            .arg(dir.join("root"))
-            .arg("--run-root")
-            .arg(dir.join("run"))
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for(&socket);
-        Daemon {
-            child: Some(child),
-            dir,
-            socket,
-        }
-    }
-
-    fn docker(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(DOCKER)
-            .env("DOCKER_HOST", format!("unix://{}", self.socket.display()))
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn stop(&mut self) -> i32 {
-        let mut child = self.child.take().unwrap();
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        child.wait().unwrap().code().unwrap_or(-1)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // Containers a failed test left: removed through the daemon while it runs, so
-        // no mount, cgroup or shim outlives the test.
-        if self.child.is_some() {
-            let (_, ids, _) = self.docker(&["ps", "-aq"]);
-            for id in ids.split_whitespace() {
-                let _ = self.docker(&["rm", "-f", id]);
-            }
-        }
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 #[test]
@@ -155,16 +79,7 @@ fn one_daemon_per_root_and_clean_shutdown() {
     assert_eq!(d.stop(), 0);
     assert!(!d.socket.exists(), "socket left behind");
     // A restart on the same root keeps the daemon's identity.
-    let child = Command::new(env!("CARGO_BIN_EXE_polis"))
-        .args(["daemon", "--root"])
-        .arg(d.dir.join("root"))
-        .arg("--run-root")
-        .arg(d.dir.join("run"))
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    d.child = Some(child);
-    wait_for(&d.socket);
+    d.spawn();
     let (_, id_after, _) = d.docker(&["info", "--format", "{{.ID}}"]);
     assert_eq!(id_before, id_after);
 }
@@ -212,29 +127,6 @@ fn settings_from_file_environment_and_flags() {
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// A busybox rootfs tar, built offline from Debian's busybox-static.
-fn busybox_tar(dir: &Path) -> PathBuf {
-    let rootfs = dir.join("rootfs");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/lib/busybox-rootfs.sh");
-    assert!(Command::new("bash")
-        .arg(script)
-        .arg(&rootfs)
-        .status()
-        .unwrap()
-        .success());
-    let tar = dir.join("rootfs.tar");
-    assert!(Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap()
-        .success());
-    tar
 }
 
 #[test]
@@ -529,9 +421,7 @@ fn containers_survive_a_daemon_crash() {
     ]);
     assert_eq!(code, 0, "{err}");
     let id = id.trim().to_string();
-    let mut child = d.child.take().unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    d.crash();
     let log = d.dir.join(format!("root/containers/{id}/{id}-json.log"));
     let lines = || {
         std::fs::read_to_string(&log)
@@ -546,17 +436,7 @@ fn containers_survive_a_daemon_crash() {
         "the container stopped logging without its daemon"
     );
 
-    let _ = std::fs::remove_file(&d.socket);
-    let again = Command::new(env!("CARGO_BIN_EXE_polis"))
-        .args(["daemon", "--root"])
-        .arg(d.dir.join("root"))
-        .arg("--run-root")
-        .arg(d.dir.join("run"))
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    d.child = Some(again);
-    wait_for(&d.socket);
+    d.restart_after_crash();
     let (_, ps, _) = d.docker(&["ps", "--format", "{{.Names}} {{.Status}}"]);
     assert_eq!(ps.trim(), "talker Up");
     let (code, out, _) = d.docker(&["exec", "talker", "echo", "inside"]);
@@ -625,21 +505,9 @@ fn auto_remove_survives_a_daemon_restart() {
     import_busybox(&d);
     let (code, id, err) = d.docker(&["run", "-d", "--rm", "busybox:local", "sleep", "1"]);
     assert_eq!(code, 0, "{err}");
-    let mut child = d.child.take().unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    d.crash();
     std::thread::sleep(Duration::from_millis(1500));
-    let _ = std::fs::remove_file(&d.socket);
-    let again = Command::new(env!("CARGO_BIN_EXE_polis"))
-        .args(["daemon", "--root"])
-        .arg(d.dir.join("root"))
-        .arg("--run-root")
-        .arg(d.dir.join("run"))
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    d.child = Some(again);
-    wait_for(&d.socket);
+    d.restart_after_crash();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !d.docker(&["ps", "-aq"]).1.trim().is_empty() {
         assert!(

@@ -3,6 +3,8 @@
 //! nothing (cgroups, processes, state) is left behind after each container.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use serde_json::{json, Value};
 use std::fs;
 use std::io::Read;

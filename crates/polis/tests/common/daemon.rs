@@ -1,0 +1,151 @@
+//! A `polis daemon` on temp dirs for one test, with the docker CLI pointed at it.
+//! Dropping it removes the containers a failed test left, stops it, and removes its
+//! directories.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const DOCKER: &str = "/usr/local/bin/docker";
+
+/// Exit code, stdout, stderr.
+pub type Output = (i32, String, String);
+
+pub struct Daemon {
+    pub child: Option<Child>,
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+}
+
+pub fn wait_for(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn output(cmd: &mut Command, stdin: Option<&Path>) -> Output {
+    match stdin {
+        Some(p) => cmd.stdin(std::fs::File::open(p).unwrap()),
+        None => cmd.stdin(Stdio::null()),
+    };
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+impl Daemon {
+    pub fn start(name: &str) -> Daemon {
+        let dir = std::env::temp_dir().join(format!("polis-daemon-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut d = Daemon {
+            child: None,
+            socket: dir.join("run/polis.sock"),
+            dir,
+        };
+        d.spawn();
+        d
+    }
+
+    /// Start the daemon process on this test's root and run root.
+    pub fn spawn(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_polis"))
+            .args(["daemon", "--root"])
+            .arg(self.dir.join("root"))
+            .arg("--run-root")
+            .arg(self.dir.join("run"))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        wait_for(&self.socket);
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn crash(&mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// A new daemon on the same root after a crash (whose socket file stayed behind).
+    pub fn restart_after_crash(&mut self) {
+        let _ = std::fs::remove_file(&self.socket);
+        self.spawn();
+    }
+
+    /// SIGTERM, and the daemon's exit code.
+    pub fn stop(&mut self) -> i32 {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().unwrap().code().unwrap_or(-1)
+    }
+
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    pub fn docker_in(&self, args: &[&str], stdin: Option<&Path>) -> Output {
+        output(
+            Command::new(DOCKER)
+                .env("DOCKER_HOST", self.host())
+                .current_dir(&self.dir)
+                .args(args),
+            stdin,
+        )
+    }
+
+    pub fn docker(&self, args: &[&str]) -> Output {
+        self.docker_in(args, None)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let (_, ids, _) = self.docker(&["ps", "-aq"]);
+            for id in ids.split_whitespace() {
+                let _ = self.docker(&["rm", "-f", id]);
+            }
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A busybox rootfs tar, built offline from Debian's busybox-static.
+pub fn busybox_tar(dir: &Path) -> PathBuf {
+    let rootfs = dir.join("rootfs");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/lib/busybox-rootfs.sh");
+    assert!(Command::new("bash")
+        .arg(script)
+        .arg(&rootfs)
+        .status()
+        .unwrap()
+        .success());
+    let tar = dir.join("rootfs.tar");
+    let ok = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "tar the busybox rootfs");
+    tar
+}

@@ -103,7 +103,7 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Json<serde_json::Value>
         "ServerVersion": VERSION,
         "DefaultRuntime": "polis",
         "Runtimes": { "polis": { "path": "polis-runtime" } },
-        "SecurityOptions": ["name=seccomp,profile=builtin"],
+        "SecurityOptions": [],
         "Warnings": [],
     }))
 }

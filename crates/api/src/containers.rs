@@ -154,6 +154,13 @@ pub async fn start(State(state): State<Arc<AppState>>, Path(key): Path<String>) 
     if current.status == "running" {
         return StatusCode::NOT_MODIFIED.into_response();
     }
+    if current.status != "created" {
+        // Exited before: a new runtime container on the same rootfs, as Docker restarts.
+        let (st, again) = (state.clone(), c.clone());
+        if let Err(r) = blocking(move || containers::recreate(&st.layout, &again)).await {
+            return r;
+        }
+    }
     if let Err(r) = shim_call(&state, &c.id, ShimRequest::Start).await {
         return r;
     }
@@ -383,6 +390,23 @@ pub async fn resize(
         Ok(_) => StatusCode::OK.into_response(),
         Err(r) => r,
     }
+}
+
+/// `POST /containers/{id}/restart?t=`: stop (as `stop`), then start.
+pub async fn restart(
+    State(state): State<Arc<AppState>>,
+    Path(key): Path<String>,
+    q: Query<HashMap<String, String>>,
+) -> Response {
+    let stopped = stop(State(state.clone()), Path(key.clone()), q).await;
+    if !stopped.status().is_success() && stopped.status() != StatusCode::NOT_MODIFIED {
+        return stopped;
+    }
+    let started = start(State(state), Path(key)).await;
+    if started.status() == StatusCode::NOT_MODIFIED {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    started
 }
 
 pub async fn remove(

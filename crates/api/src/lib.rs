@@ -70,6 +70,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/containers/{id}/attach", post(containers::attach))
         .route("/containers/{id}/kill", post(containers::kill))
         .route("/containers/{id}/stop", post(containers::stop))
+        .route("/containers/{id}/restart", post(containers::restart))
         .route("/containers/{id}/logs", get(containers::logs))
         .route("/containers/{id}/exec", post(exec::create))
         .route("/exec/{id}/start", post(exec::start))

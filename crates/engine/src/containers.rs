@@ -231,6 +231,22 @@ pub fn create(
     result
 }
 
+/// Make a stopped container startable again: its old runtime container and shim go,
+/// a new shim creates it afresh on the same rootfs (its writes kept) and log.
+pub fn recreate(layout: &Layout, container: &Container) -> Result<()> {
+    let id = &container.id;
+    if layout.shim_dir(id).join(polis_shim::SOCKET).exists() {
+        call(layout, id, &Request::Delete { force: true })?;
+    }
+    let exit = layout.shim_dir(id).join(polis_shim::EXIT_FILE);
+    match std::fs::remove_file(&exit) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("remove", &exit, e)),
+    }
+    run_shim(layout, id, &container.spec)
+}
+
 /// The runtime config every container starts from: runc's defaults with Docker's
 /// capabilities, a private network namespace (networks come later) and its cgroup.
 fn runtime_spec(id: &str) -> Result<Spec> {

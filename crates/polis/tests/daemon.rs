@@ -521,3 +521,50 @@ fn auto_remove_survives_a_daemon_restart() {
         Vec::<String>::new()
     );
 }
+
+/// A stopped container starts again on the same rootfs and log, as with Docker.
+#[test]
+fn docker_cli_start_again_and_restart() {
+    let d = Daemon::start("restart");
+    import_busybox(&d);
+    let script = "echo boot; echo x >> /count; exec sleep 1000";
+    assert_eq!(
+        d.docker(&[
+            "run",
+            "-d",
+            "--name",
+            "box",
+            "busybox:local",
+            "sh",
+            "-c",
+            script
+        ])
+        .0,
+        0
+    );
+    assert_eq!(d.docker(&["stop", "-t", "1", "box"]).0, 0);
+    assert_eq!(
+        d.docker(&["ps", "-a", "--format", "{{.Status}}"]).1.trim(),
+        "Exited (137)"
+    );
+    assert_eq!(d.docker(&["start", "box"]).0, 0);
+    assert_eq!(d.docker(&["ps", "--format", "{{.Status}}"]).1.trim(), "Up");
+    assert_eq!(d.docker(&["restart", "-t", "1", "box"]).0, 0);
+    assert_eq!(d.docker(&["ps", "--format", "{{.Status}}"]).1.trim(), "Up");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while d
+        .docker(&["exec", "box", "wc", "-l", "/count"])
+        .1
+        .split_whitespace()
+        .next()
+        != Some("3")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the rootfs did not keep its writes across starts"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(d.docker(&["logs", "box"]).1, "boot\nboot\nboot\n");
+    assert_eq!(d.docker(&["rm", "-f", "box"]).0, 0);
+}

@@ -59,13 +59,78 @@ pub struct CreateBody {
     tty: bool,
     open_stdin: bool,
     labels: Option<std::collections::BTreeMap<String, String>>,
-    host_config: Option<HostConfig>,
+    host_config: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Everything else the client sent: checked, so nothing asked for is ignored.
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-struct HostConfig {
-    auto_remove: bool,
+/// Whether a JSON value is the client's "not set": null, false, 0, "", [] or {}.
+fn unset(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+    }
+}
+
+/// The first create option this daemon cannot honour yet, named as Docker's API names
+/// it: such a request is refused rather than run without what it asked for.
+fn unsupported_option(
+    host: &serde_json::Map<String, serde_json::Value>,
+    rest: &serde_json::Map<String, serde_json::Value>,
+) -> Option<String> {
+    // Fields of the create body that carry no setting, or that Polis applies.
+    const HANDLED: [&str; 5] = [
+        "AttachStdin",
+        "AttachStdout",
+        "AttachStderr",
+        "StdinOnce",
+        "NetworkDisabled",
+    ];
+    for (k, v) in rest {
+        if HANDLED.contains(&k.as_str()) || unset(v) {
+            continue;
+        }
+        if k == "NetworkingConfig" {
+            let plain = v["EndpointsConfig"].as_object().is_none_or(|eps| {
+                eps.values()
+                    .all(|ep| ep.as_object().is_none_or(|o| o.values().all(unset)))
+            });
+            if plain {
+                continue;
+            }
+        }
+        return Some(k.clone());
+    }
+    for (k, v) in host {
+        if unset(v) {
+            continue;
+        }
+        let accepted = match k.as_str() {
+            "AutoRemove" | "ConsoleSize" => true,
+            // A private network namespace with only lo, until networks exist.
+            "NetworkMode" => matches!(v.as_str(), Some("default" | "bridge" | "none")),
+            "RestartPolicy" => {
+                matches!(v["Name"].as_str(), None | Some("" | "no"))
+                    && unset(&v["MaximumRetryCount"])
+            }
+            "LogConfig" => {
+                matches!(v["Type"].as_str(), None | Some("" | "json-file")) && unset(&v["Config"])
+            }
+            "MemorySwappiness" => v.as_i64() == Some(-1),
+            "IpcMode" => matches!(v.as_str(), Some("private" | "shareable")),
+            _ => false,
+        };
+        if !accepted {
+            return Some(format!("HostConfig.{k}"));
+        }
+    }
+    None
 }
 
 pub async fn create(
@@ -84,6 +149,13 @@ pub async fn create(
     };
     if body.image.is_empty() {
         return error(StatusCode::BAD_REQUEST, "config error: no image given");
+    }
+    let host = body.host_config.unwrap_or_default();
+    if let Some(option) = unsupported_option(&host, &body.rest) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("{option} is not supported by this daemon yet"),
+        );
     }
     let entrypoint = match body.entrypoint {
         None | Some(serde_json::Value::Null) => None,
@@ -104,7 +176,10 @@ pub async fn create(
         tty: body.tty,
         open_stdin: body.open_stdin,
         labels: body.labels.unwrap_or_default(),
-        auto_remove: body.host_config.map(|h| h.auto_remove).unwrap_or(false),
+        auto_remove: host
+            .get("AutoRemove")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
     };
     let name = q.get("name").filter(|n| !n.is_empty()).cloned();
     let st = state.clone();

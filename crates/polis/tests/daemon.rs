@@ -568,3 +568,28 @@ fn docker_cli_start_again_and_restart() {
     assert_eq!(d.docker(&["logs", "box"]).1, "boot\nboot\nboot\n");
     assert_eq!(d.docker(&["rm", "-f", "box"]).0, 0);
 }
+
+/// Options this daemon cannot honour yet are refused by name, never run without.
+#[test]
+fn unsupported_create_options_are_refused() {
+    let d = Daemon::start("unsupported");
+    import_busybox(&d);
+    for (args, option) in [
+        (vec!["-m", "64m"], "HostConfig.Memory"),
+        (vec!["-v", "/tmp:/x"], "HostConfig.Binds"),
+        (vec!["--cap-add", "SYS_ADMIN"], "HostConfig.CapAdd"),
+        (vec!["--network", "host"], "HostConfig.NetworkMode"),
+        (vec!["-p", "8080:80"], "ExposedPorts"),
+    ] {
+        let mut cmd = vec!["run", "--rm"];
+        cmd.extend(args);
+        cmd.extend(["busybox:local", "true"]);
+        let (code, _, err) = d.docker(&cmd);
+        assert_eq!(code, 125, "{cmd:?}: {err}");
+        assert!(
+            err.contains(&format!("{option} is not supported")),
+            "{cmd:?}: {err}"
+        );
+    }
+    assert_eq!(d.docker(&["ps", "-aq"]).1.trim(), "");
+}

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::Pid;
 use oci_spec::runtime::{
     ContainerProcessState, LinuxDeviceCgroup, LinuxDeviceType, LinuxIdMapping, LinuxResources, Spec,
 };
@@ -421,20 +421,14 @@ fn stage1(setup: &Setup, ch: &Channel) -> Result<()> {
     if plan.new_time {
         write_time_offsets(linux)?;
     }
-    // SAFETY: still single-threaded; the child runs only our code and ends in exec or _exit.
-    match unsafe { fork() }.map_err(|e| Error::sys("fork init", e))? {
-        ForkResult::Child => {
-            if let Err(e) = init(setup, ch) {
-                let _ = ch.send(&Message::Failed(e.to_string()));
-                exit_child(1);
-            }
-            exit_child(0)
+    if super::fork_reporting_pid(ch)? {
+        if let Err(e) = init(setup, ch) {
+            let _ = ch.send(&Message::Failed(e.to_string()));
+            exit_child(1);
         }
-        ForkResult::Parent { child } => {
-            ch.send(&Message::InitPid(child.as_raw()))?;
-            Ok(())
-        }
+        exit_child(0)
     }
+    Ok(())
 }
 
 fn write_time_offsets(linux: &oci_spec::runtime::Linux) -> Result<()> {

@@ -132,20 +132,14 @@ fn stage1(
 ) -> Result<()> {
     ch.expect(Message::Go)?;
     plan.join_all()?;
-    // SAFETY: single-threaded; the child only runs our code and ends in exec or _exit.
-    match unsafe { fork() }.map_err(|e| Error::sys("fork", e))? {
-        ForkResult::Child => {
-            if let Err(e) = run(record, process, prepared, ch, opts) {
-                let _ = ch.send(&Message::Failed(e.to_string()));
-                exit_child(1);
-            }
-            exit_child(0)
+    if super::fork_reporting_pid(ch)? {
+        if let Err(e) = run(record, process, prepared, ch, opts) {
+            let _ = ch.send(&Message::Failed(e.to_string()));
+            exit_child(1);
         }
-        ForkResult::Parent { child } => {
-            ch.send(&Message::InitPid(child.as_raw()))?;
-            Ok(())
-        }
+        exit_child(0)
     }
+    Ok(())
 }
 
 fn run(

@@ -56,6 +56,29 @@ pub(crate) fn clone_process(
     }
 }
 
+/// The last fork of a chain of stages: the parent stage reports the child's pid over
+/// `ch`, and only then does the child go on, so that its own messages can never reach
+/// the runtime before its pid does. Returns true in the child.
+pub(crate) fn fork_reporting_pid(ch: &crate::sync::Channel) -> crate::Result<bool> {
+    let (gate_read, gate_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| crate::Error::sys("pipe", e))?;
+    match clone_process(nix::sched::CloneFlags::empty())? {
+        None => {
+            drop(gate_write);
+            // One byte, or end of file if the parent stage failed: either way, go on.
+            let mut byte = [0u8; 1];
+            let _ = nix::unistd::read(&gate_read, &mut byte);
+            Ok(true)
+        }
+        Some(child) => {
+            drop(gate_read);
+            ch.send(&crate::sync::Message::InitPid(child.as_raw()))?;
+            let _ = nix::unistd::write(&gate_write, b"1");
+            Ok(false)
+        }
+    }
+}
+
 /// Where the stdio of a process comes from.
 #[derive(Debug, Clone, Default)]
 pub struct Terminal {

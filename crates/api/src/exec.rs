@@ -44,13 +44,6 @@ pub struct ExecBody {
     privileged: bool,
 }
 
-fn new_id() -> String {
-    let mut buf = [0u8; 32];
-    // SAFETY: getrandom fills the buffer we pass, of the length we pass.
-    unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
-    buf.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 pub async fn create(
     State(state): State<Arc<AppState>>,
     Path(key): Path<String>,
@@ -117,7 +110,7 @@ pub async fn create(
             Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
         }
     }
-    let id = new_id();
+    let id = polis_engine::metadata::random_hex(32);
     let record = ExecRecord {
         container_id: c.id,
         process,

@@ -93,13 +93,6 @@ const DEFAULT_CAPS: [Capability; 14] = [
     Capability::AuditWrite,
 ];
 
-fn new_id() -> String {
-    let mut buf = [0u8; 32];
-    // SAFETY: getrandom fills the buffer we pass, of the length we pass.
-    unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
-    buf.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Docker's rule for names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
 pub fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -148,7 +141,7 @@ pub fn create(
     let image_err = |e: polis_image::Error| Error::Image(e);
     let (image_id, image_config) = images.config(&spec.image).map_err(image_err)?;
     let layers = images.layers(&spec.image).map_err(image_err)?;
-    let id = new_id();
+    let id = crate::metadata::random_hex(32);
     let name = match name {
         Some(n) => {
             let n = n.trim_start_matches('/');

@@ -46,7 +46,7 @@ impl Metadata {
             }
         }
         drop(read);
-        let id = new_id();
+        let id = random_hex(16);
         let write = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut table = write.open_table(DAEMON).map_err(|e| self.err(e))?;
@@ -134,9 +134,9 @@ impl Metadata {
     }
 }
 
-/// 32 random hex digits from the kernel.
-fn new_id() -> String {
-    let mut buf = [0u8; 16];
+/// `bytes` random bytes from the kernel, as hex: daemon, container and exec ids.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
     // SAFETY: getrandom fills the buffer we pass, of the length we pass.
     unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
     buf.iter().map(|b| format!("{b:02x}")).collect()

@@ -257,18 +257,18 @@ pub async fn start(
         let (shim_read, mut shim_write) = shim.into_split();
         let to_client = async {
             let code = pump_frames(shim_read, Some(&mut client_write), tty).await;
+            // The client asks for the exit code as soon as its stream ends: record it first.
+            update(&st, &id, |r| {
+                r.running = false;
+                r.exit_code = Some(code.unwrap_or(-1));
+            });
             let _ = client_write.shutdown().await;
-            code
         };
         let to_shim = async {
             let _ = tokio::io::copy(&mut client_read, &mut shim_write).await;
             let _ = shim_write.shutdown().await;
         };
-        let (code, ()) = tokio::join!(to_client, to_shim);
-        update(&st, &id, |r| {
-            r.running = false;
-            r.exit_code = Some(code.unwrap_or(-1));
-        });
+        tokio::join!(to_client, to_shim);
     });
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)

@@ -91,25 +91,25 @@ pub fn main(args: DaemonArgs) -> Result<i32> {
         .context("start the async runtime")?;
     runtime.block_on(async move {
         tracing::info!(root = %config.root.display(), socket = %socket.display(), "polis daemon listening");
+        let shutdown = shutdown_signal()?;
         polis_api::resume_auto_remove(&state);
-        polis_api::serve_unix(&socket, polis_api::router(state), shutdown_signal()).await?;
+        polis_api::serve_unix(&socket, polis_api::router(state), shutdown).await?;
         tracing::info!("polis daemon stopped");
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(0)
 }
 
-async fn shutdown_signal() {
+/// Handlers are installed before the socket is bound: a client that sees the socket
+/// may send SIGTERM at once, and it must find the clean shutdown path.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers the default actions still stop the daemon.
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-    }
+    let mut term = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+    })
 }

@@ -385,10 +385,8 @@ fn docker_cli_exec() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "piped\n");
     // Detached.
-    assert_eq!(
-        d.docker(&["exec", "-d", "box", "touch", "/tmp/detached"]).0,
-        0
-    );
+    let (code, _, err) = d.docker(&["exec", "-d", "box", "touch", "/tmp/detached"]);
+    assert_eq!(code, 0, "{err}");
     let deadline = Instant::now() + Duration::from_secs(5);
     while d.docker(&["exec", "box", "ls", "/tmp/detached"]).0 != 0 {
         assert!(Instant::now() < deadline, "detached exec did not run");
@@ -439,8 +437,8 @@ fn containers_survive_a_daemon_crash() {
     d.restart_after_crash();
     let (_, ps, _) = d.docker(&["ps", "--format", "{{.Names}} {{.Status}}"]);
     assert_eq!(ps.trim(), "talker Up");
-    let (code, out, _) = d.docker(&["exec", "talker", "echo", "inside"]);
-    assert_eq!((code, out.as_str()), (0, "inside\n"));
+    let (code, out, err) = d.docker(&["exec", "talker", "echo", "inside"]);
+    assert_eq!((code, out.as_str()), (0, "inside\n"), "{err}");
     let (_, logs, _) = d.docker(&["logs", "--tail", "2", "talker"]);
     assert_eq!(logs, "tick\ntick\n");
     assert_eq!(d.docker(&["rm", "-f", "talker"]).0, 0);

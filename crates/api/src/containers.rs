@@ -12,6 +12,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use polis_engine::containers::{self, Container, ContainerSpec};
+use polis_engine::hostconfig::HostConfig;
 use polis_engine::Error as EngineError;
 use polis_shim::protocol::{Request as ShimRequest, SignalArg};
 use serde::Deserialize;
@@ -59,6 +60,8 @@ pub struct CreateBody {
     tty: bool,
     open_stdin: bool,
     labels: Option<std::collections::BTreeMap<String, String>>,
+    stop_signal: Option<String>,
+    stop_timeout: Option<i64>,
     host_config: Option<serde_json::Map<String, serde_json::Value>>,
     /// Everything else the client sent: checked, so nothing asked for is ignored.
     #[serde(flatten)]
@@ -157,6 +160,10 @@ pub async fn create(
             format!("{option} is not supported by this daemon yet"),
         );
     }
+    let host_config: HostConfig = match serde_json::from_value(host.clone().into()) {
+        Ok(h) => h,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("HostConfig: {e}")),
+    };
     let entrypoint = match body.entrypoint {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::String(s)) => Some(vec![s]),
@@ -176,10 +183,9 @@ pub async fn create(
         tty: body.tty,
         open_stdin: body.open_stdin,
         labels: body.labels.unwrap_or_default(),
-        auto_remove: host
-            .get("AutoRemove")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false),
+        stop_signal: body.stop_signal.filter(|s| !s.is_empty()),
+        stop_timeout: body.stop_timeout,
+        host: host_config,
     };
     let name = q.get("name").filter(|n| !n.is_empty()).cloned();
     let st = state.clone();
@@ -242,7 +248,7 @@ pub async fn start(State(state): State<Arc<AppState>>, Path(key): Path<String>) 
     let mut started = c.clone();
     started.started_at = Some(polis_runtime::state::now_rfc3339());
     let _ = state.metadata.save_container(&started);
-    if c.spec.auto_remove {
+    if c.spec.host.auto_remove {
         watch_auto_remove(state.clone(), c);
     }
     StatusCode::NO_CONTENT.into_response()
@@ -268,7 +274,7 @@ pub fn resume_auto_remove(state: &Arc<AppState>) {
     };
     for c in all
         .into_iter()
-        .filter(|c| c.spec.auto_remove && c.started_at.is_some())
+        .filter(|c| c.spec.host.auto_remove && c.started_at.is_some())
     {
         watch_auto_remove(state.clone(), c);
     }
@@ -356,7 +362,6 @@ pub async fn stop(
     Path(key): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let timeout: u64 = q.get("t").and_then(|t| t.parse().ok()).unwrap_or(10);
     let (c, s) = match find_live(&state, &key).await {
         Ok(found) => found,
         Err(r) => return r,
@@ -364,8 +369,24 @@ pub async fn stop(
     if !matches!(s.status.as_str(), "running" | "paused") {
         return StatusCode::NOT_MODIFIED.into_response();
     }
+    // The request's timeout, else the container's --stop-timeout, else 10 s; a
+    // negative one waits for ever, as Docker's.
+    let timeout: i64 = q
+        .get("t")
+        .and_then(|t| t.parse().ok())
+        .or(c.spec.stop_timeout)
+        .unwrap_or(10);
+    let signal = q
+        .get("signal")
+        .filter(|s| !s.is_empty())
+        .cloned()
+        .or_else(|| c.spec.stop_signal.clone())
+        .unwrap_or_else(|| "TERM".into());
     let term = ShimRequest::Kill {
-        signal: SignalArg::Name("TERM".into()),
+        signal: match signal.parse::<i32>() {
+            Ok(n) => SignalArg::Number(n),
+            Err(_) => SignalArg::Name(signal),
+        },
         all: false,
     };
     if let Err(r) = shim_call(&state, &c.id, term).await {
@@ -373,7 +394,7 @@ pub async fn stop(
     }
     let (st, id) = (state.clone(), c.id.clone());
     let waited = tokio::time::timeout(
-        Duration::from_secs(timeout),
+        Duration::from_secs(u64::try_from(timeout).unwrap_or(u64::MAX / 2)),
         blocking(move || containers::call(&st.layout, &id, &ShimRequest::Wait)),
     )
     .await;
@@ -591,7 +612,7 @@ pub async fn inspect(State(state): State<Arc<AppState>>, Path(key): Path<String>
             "OpenStdin": c.spec.open_stdin,
             "Labels": c.spec.labels,
         },
-        "HostConfig": { "AutoRemove": c.spec.auto_remove, "NetworkMode": "none" },
+        "HostConfig": c.spec.host,
     }))
     .into_response()
 }

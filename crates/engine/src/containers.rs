@@ -14,10 +14,12 @@ use polis_storage::Snapshotter;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::hostconfig::HostConfig;
 use crate::metadata::Metadata;
 
 /// What a container is made from: the parts of Docker's create request Polis uses.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ContainerSpec {
     pub image: String,
     pub cmd: Option<Vec<String>>,
@@ -29,7 +31,11 @@ pub struct ContainerSpec {
     pub tty: bool,
     pub open_stdin: bool,
     pub labels: BTreeMap<String, String>,
-    pub auto_remove: bool,
+    /// The signal `stop` sends first (the image's StopSignal unless overridden).
+    pub stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL (10 unless set).
+    pub stop_timeout: Option<i64>,
+    pub host: HostConfig,
 }
 
 /// The engine's record of one container.
@@ -136,10 +142,16 @@ pub fn create(
     md: &Metadata,
     images: &ImageStore,
     name: Option<&str>,
-    spec: ContainerSpec,
+    mut spec: ContainerSpec,
 ) -> Result<Container> {
     let image_err = |e: polis_image::Error| Error::Image(e);
     let (image_id, image_config) = images.config(&spec.image).map_err(image_err)?;
+    if spec.stop_signal.is_none() {
+        spec.stop_signal = image_config
+            .config
+            .as_ref()
+            .and_then(|c| c.stop_signal.clone());
+    }
     let layers = images.layers(&spec.image).map_err(image_err)?;
     let id = crate::metadata::random_hex(32);
     let name = match name {

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod containers;
 pub mod error;
+pub mod hostconfig;
 pub mod lock;
 pub mod metadata;
 

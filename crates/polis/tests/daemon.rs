@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::daemon::{busybox_tar, wait_for, Daemon, DOCKER};
-use std::path::{Path, PathBuf};
+use common::daemon::{busybox_tar, import_busybox, leftovers, wait_for, Daemon, DOCKER};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -204,49 +204,6 @@ fn docker_cli_image_verbs() {
         1,
         "a failed load stores nothing"
     );
-}
-
-fn import_busybox(d: &Daemon) {
-    let tar = busybox_tar(&d.dir);
-    let import = Command::new(DOCKER)
-        .env("DOCKER_HOST", format!("unix://{}", d.socket.display()))
-        .args(["import", "-c", "CMD [\"sh\"]", "-", "busybox:local"])
-        .stdin(std::fs::File::open(&tar).unwrap())
-        .output()
-        .unwrap();
-    assert!(import.status.success(), "{import:?}");
-}
-
-/// Leftovers of containers: mounts under the daemon's root, cgroups, shims.
-fn leftovers(d: &Daemon, ids: &[String]) -> Vec<String> {
-    let mut out = Vec::new();
-    let root = d.dir.to_string_lossy().into_owned();
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    out.extend(
-        mounts
-            .lines()
-            .filter(|l| l.contains(&root))
-            .map(String::from),
-    );
-    for id in ids {
-        for h in ["memory", "pids", "cpu"] {
-            let p = format!("/sys/fs/cgroup/{h}/polis/{id}");
-            if Path::new(&p).exists() {
-                out.push(p);
-            }
-        }
-        if Path::new(&format!("/sys/fs/cgroup/polis/{id}")).exists() {
-            out.push(format!("cgroup v2 /polis/{id}"));
-        }
-    }
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline);
-        if cmdline.contains("shim") && cmdline.contains(&root) {
-            out.push(format!("shim process {:?}", e.file_name()));
-        }
-    }
-    out
 }
 
 #[test]

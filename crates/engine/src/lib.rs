@@ -8,6 +8,7 @@ pub mod error;
 pub mod hostconfig;
 pub mod lock;
 pub mod metadata;
+pub mod recovery;
 
 pub use config::DaemonConfig;
 pub use error::{Error, Result};

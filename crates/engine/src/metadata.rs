@@ -74,6 +74,30 @@ impl Metadata {
         write.commit().map_err(|e| self.err(e))
     }
 
+    /// Every name with the id that holds it.
+    pub fn names(&self) -> Result<Vec<(String, String)>> {
+        let read = self.db.begin_read().map_err(|e| self.err(e))?;
+        let Ok(table) = read.open_table(NAMES) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for row in table.iter().map_err(|e| self.err(e))? {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            out.push((k.value().to_string(), v.value().to_string()));
+        }
+        Ok(out)
+    }
+
+    /// Free a name whatever holds it (a create that never finished).
+    pub fn release_name(&self, name: &str) -> Result<()> {
+        let write = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut names = write.open_table(NAMES).map_err(|e| self.err(e))?;
+            names.remove(name).map_err(|e| self.err(e))?;
+        }
+        write.commit().map_err(|e| self.err(e))
+    }
+
     pub fn save_container(&self, c: &Container) -> Result<()> {
         let json = serde_json::to_string(c).map_err(|e| self.err(e))?;
         let write = self.db.begin_write().map_err(|e| self.err(e))?;

@@ -73,14 +73,29 @@ pub fn main(args: DaemonArgs) -> Result<i32> {
             "removed unreferenced blobs"
         );
     }
+    let layout = polis_engine::containers::Layout {
+        root: config.root.clone(),
+        run_root: config.run_root.clone(),
+    };
+    // What a killed daemon or shim left half-done is settled before anyone can ask.
+    let recovery = polis_engine::recovery::reconcile(&layout, &metadata)?;
+    for what in &recovery.orphans_removed {
+        tracing::info!(%what, "removed a leftover of an interrupted operation");
+    }
+    for id in &recovery.marked_exited {
+        tracing::warn!(%id, "the container's shim died: marked exited");
+    }
+    for id in &recovery.recreated {
+        tracing::info!(%id, "created container's shim restarted");
+    }
+    for e in &recovery.errors {
+        tracing::error!(error = %e, "recovery step failed");
+    }
     let state = std::sync::Arc::new(polis_api::AppState {
         info,
         images: std::sync::Arc::new(images),
         metadata: std::sync::Arc::new(metadata),
-        layout: polis_engine::containers::Layout {
-            root: config.root.clone(),
-            run_root: config.run_root.clone(),
-        },
+        layout,
         execs: Default::default(),
     });
     let socket = config.socket_path()?;

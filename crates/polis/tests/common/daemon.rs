@@ -63,11 +63,26 @@ impl Daemon {
             .arg(self.dir.join("root"))
             .arg("--run-root")
             .arg(self.dir.join("run"))
-            .stderr(Stdio::null())
+            .stderr(self.log_file())
             .spawn()
             .unwrap();
         self.child = Some(child);
         wait_for(&self.socket);
+    }
+
+    /// The daemons' own log, kept beside the root for a failing test to show.
+    fn log_file(&self) -> Stdio {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("daemon.log"))
+            .map(Stdio::from)
+            .unwrap_or_else(|_| Stdio::null())
+    }
+
+    /// What the daemons on this root logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
     }
 
     /// SIGKILL, as a crash would.

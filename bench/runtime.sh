@@ -23,20 +23,8 @@ umount /sys/fs/cgroup/unified 2>/dev/null || true
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${RUNS:-100}
-if [[ -z "${POLIS_BIN:-}" && -z "${POLIS_DYNAMIC:-}" ]]; then
-    # glibc and libseccomp linked in: no dynamic loader work at each of the two
-    # execs a create/run/exec makes. An explicit --target keeps crt-static away from
-    # proc macros and build scripts.
-    (cd "$REPO" && LIBSECCOMP_LINK_TYPE=static \
-        LIBSECCOMP_LIB_PATH=${LIBSECCOMP_LIB_PATH:-/usr/lib/x86_64-linux-gnu} \
-        RUSTFLAGS="-C target-feature=+crt-static" \
-        cargo build -q --release -p polis --target x86_64-unknown-linux-gnu)
-    POLIS_BIN=$REPO/target/x86_64-unknown-linux-gnu/release/polis
-elif [[ -z "${POLIS_BIN:-}" ]]; then
-    (cd "$REPO" && cargo build -q --release -p polis)
-    POLIS_BIN=$REPO/target/release/polis
-fi
-POLIS_BIN=$(realpath "$POLIS_BIN")
+# shellcheck source=bench/build-polis.sh
+source "$REPO/bench/build-polis.sh"
 
 T=$(mktemp -d /tmp/polis-bench.XXXXXX)
 OUT=${OUT:-$T/results}

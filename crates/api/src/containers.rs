@@ -630,11 +630,22 @@ pub async fn attach(
         Err(r) => return r,
     };
     let flag = |k: &str| matches!(q.get(k).map(String::as_str), Some("1" | "true"));
+    // On a terminal the client's input may end in the detach keys; and, as Docker,
+    // a terminal's input is never closed by a client leaving.
+    let keys = q
+        .get("detachKeys")
+        .filter(|k| !k.is_empty())
+        .map_or(crate::detach::DEFAULT_KEYS, String::as_str);
+    let keys = match crate::detach::parse_keys(keys) {
+        Ok(keys) if c.spec.tty => keys,
+        Ok(_) => Vec::new(),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
     let request = ShimRequest::Attach {
         stdin: flag("stdin"),
         stdout: flag("stdout"),
         stderr: flag("stderr"),
-        stdin_once: flag("stdin"),
+        stdin_once: flag("stdin") && !c.spec.tty,
     };
     let socket = state.layout.shim_dir(&c.id).join(polis_shim::SOCKET);
     // Join the shim before answering, so a failure is still an HTTP error.
@@ -681,11 +692,18 @@ pub async fn attach(
             client_write.shutdown().await
         };
         let to_shim = async {
-            let _ = tokio::io::copy(&mut client_read, &mut shim_write).await;
-            // The client's half-close is the container's end of input.
-            shim_write.shutdown().await
+            let end = crate::detach::copy_watching(&mut client_read, &mut shim_write, &keys).await;
+            if end == crate::detach::InputEnd::Eof {
+                // The client's half-close is the container's end of input.
+                let _ = shim_write.shutdown().await;
+            }
+            end
         };
-        let _ = tokio::join!(to_client, to_shim);
+        // A detach drops both connections at once; the container runs on.
+        tokio::select! {
+            _ = to_client => {}
+            crate::detach::InputEnd::Detached = to_shim => {}
+        }
     });
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)

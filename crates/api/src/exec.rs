@@ -30,6 +30,8 @@ pub struct ExecRecord {
     pub running: bool,
     pub exit_code: Option<i32>,
     pub pid: i32,
+    /// Watched for on a terminal's input (see `detach`).
+    pub detach_keys: Vec<u8>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -42,6 +44,9 @@ pub struct ExecBody {
     working_dir: Option<String>,
     user: Option<String>,
     privileged: bool,
+    detach_keys: String,
+    /// [height, width] of the client's terminal.
+    console_size: Option<[u16; 2]>,
 }
 
 pub async fn create(
@@ -61,6 +66,15 @@ pub async fn create(
     if body.cmd.is_empty() {
         return error(StatusCode::BAD_REQUEST, "No exec command specified");
     }
+    let detach_keys = if body.detach_keys.is_empty() {
+        crate::detach::DEFAULT_KEYS
+    } else {
+        body.detach_keys.as_str()
+    };
+    let detach_keys = match crate::detach::parse_keys(detach_keys) {
+        Ok(k) => k,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
     if body.privileged {
         return error(
             StatusCode::BAD_REQUEST,
@@ -87,7 +101,17 @@ pub async fn create(
     let mut process = spec.process().clone().unwrap_or_default();
     process.set_args(Some(body.cmd));
     process.set_terminal(Some(body.tty));
-    process.set_console_size(None);
+    let console = body
+        .console_size
+        .filter(|[h, w]| body.tty && *h > 0 && *w > 0)
+        .and_then(|[h, w]| {
+            oci_spec::runtime::BoxBuilder::default()
+                .height(u64::from(h))
+                .width(u64::from(w))
+                .build()
+                .ok()
+        });
+    process.set_console_size(console);
     let mut env = process.env().clone().unwrap_or_default();
     for kv in body.env.unwrap_or_default() {
         let key = kv.split('=').next().unwrap_or_default().to_string();
@@ -119,6 +143,7 @@ pub async fn create(
         running: false,
         exit_code: None,
         pid: 0,
+        detach_keys,
     };
     if let Ok(mut execs) = state.execs.lock() {
         execs.insert(id.clone(), record);
@@ -144,11 +169,15 @@ pub struct StartBody {
     detach: bool,
 }
 
+/// Where an exec's output goes: the client until it leaves (a failed write or a
+/// detach), then nowhere, while the exit is still awaited.
+type ClientOut<W> = tokio::sync::Mutex<Option<W>>;
+
 /// Frames from the shim: stdout/stderr go to the client (framed as Docker's stdcopy
 /// without a terminal, raw with one); the exit frame is kept for `GET /exec/{id}/json`.
-async fn pump_frames(
+async fn pump_frames<W: tokio::io::AsyncWrite + Unpin>(
     mut from: impl tokio::io::AsyncRead + Unpin,
-    mut to: Option<impl tokio::io::AsyncWrite + Unpin>,
+    to: &ClientOut<W>,
     tty: bool,
 ) -> Option<i32> {
     let mut header = [0u8; 8];
@@ -166,7 +195,8 @@ async fn pump_frames(
                 serde_json::from_slice(&data).ok();
             return status.map(|s| s.exit_code);
         }
-        if let Some(out) = to.as_mut() {
+        let mut guard = to.lock().await;
+        if let Some(out) = guard.as_mut() {
             let res = if tty {
                 out.write_all(&data).await
             } else {
@@ -176,7 +206,7 @@ async fn pump_frames(
                 }
             };
             if res.is_err() || out.flush().await.is_err() {
-                to = None;
+                *guard = None;
             }
         }
     }
@@ -240,7 +270,8 @@ pub async fn start(
     if start.detach {
         let st = state.clone();
         tokio::spawn(async move {
-            let code = pump_frames(shim, None::<tokio::io::Sink>, tty).await;
+            let nowhere: ClientOut<tokio::io::Sink> = tokio::sync::Mutex::new(None);
+            let code = pump_frames(shim, &nowhere, tty).await;
             update(&st, &id, |r| {
                 r.running = false;
                 r.exit_code = Some(code.unwrap_or(-1));
@@ -253,20 +284,38 @@ pub async fn start(
     tokio::spawn(async move {
         let Ok(upgraded) = upgrade.await else { return };
         let client = hyper_util::rt::TokioIo::new(upgraded);
-        let (mut client_read, mut client_write) = tokio::io::split(client);
+        let (client_read, client_write) = tokio::io::split(client);
+        let client_out = tokio::sync::Mutex::new(Some(client_write));
         let (shim_read, mut shim_write) = shim.into_split();
         let to_client = async {
-            let code = pump_frames(shim_read, Some(&mut client_write), tty).await;
+            let code = pump_frames(shim_read, &client_out, tty).await;
             // The client asks for the exit code as soon as its stream ends: record it first.
             update(&st, &id, |r| {
                 r.running = false;
                 r.exit_code = Some(code.unwrap_or(-1));
             });
-            let _ = client_write.shutdown().await;
+            if let Some(mut out) = client_out.lock().await.take() {
+                let _ = out.shutdown().await;
+            }
+        };
+        let keys = if tty {
+            rec.detach_keys.clone()
+        } else {
+            Vec::new()
         };
         let to_shim = async {
-            let _ = tokio::io::copy(&mut client_read, &mut shim_write).await;
-            let _ = shim_write.shutdown().await;
+            let mut client_read = client_read;
+            match crate::detach::copy_watching(&mut client_read, &mut shim_write, &keys).await {
+                crate::detach::InputEnd::Eof => {
+                    let _ = shim_write.shutdown().await;
+                }
+                // The client goes; the process runs on and its exit is still recorded.
+                crate::detach::InputEnd::Detached => {
+                    if let Some(mut out) = client_out.lock().await.take() {
+                        let _ = out.shutdown().await;
+                    }
+                }
+            }
         };
         tokio::join!(to_client, to_shim);
     });

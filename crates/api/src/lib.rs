@@ -6,6 +6,7 @@
 #![allow(clippy::result_large_err)]
 
 mod containers;
+mod detach;
 mod exec;
 mod images;
 mod system;

@@ -207,6 +207,17 @@ pub fn create(
         };
         polis_image::spec::apply_image_config(&mut oci, &image_config, &overrides, &rootfs)
             .map_err(image_err)?;
+        if let (true, Some([h, w])) = (spec.tty, spec.host.console_size) {
+            // The client's terminal size from the start, not only after its first resize.
+            if let (Some(process), true) = (oci.process_mut(), h > 0 && w > 0) {
+                let size = oci_spec::runtime::BoxBuilder::default()
+                    .height(u64::from(h))
+                    .width(u64::from(w))
+                    .build()
+                    .map_err(|e| Error::InvalidInput(e.to_string()))?;
+                process.set_console_size(Some(size));
+            }
+        }
         let args = oci
             .process()
             .as_ref()

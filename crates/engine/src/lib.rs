@@ -8,6 +8,8 @@ pub mod error;
 pub mod hostconfig;
 pub mod lock;
 pub mod metadata;
+pub mod seccomp_profile;
+pub mod security;
 
 pub use config::DaemonConfig;
 pub use error::{Error, Result};

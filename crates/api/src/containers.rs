@@ -116,6 +116,9 @@ fn unsupported_option(
         }
         let accepted = match k.as_str() {
             "AutoRemove" | "ConsoleSize" => true,
+            // Applied by the engine's security module.
+            "Privileged" | "CapAdd" | "CapDrop" | "SecurityOpt" | "ReadonlyRootfs" | "Init"
+            | "MaskedPaths" | "ReadonlyPaths" => true,
             // A private network namespace with only lo, until networks exist.
             "NetworkMode" => matches!(v.as_str(), Some("default" | "bridge" | "none")),
             "RestartPolicy" => {

@@ -103,7 +103,8 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Json<serde_json::Value>
         "ServerVersion": VERSION,
         "DefaultRuntime": "polis",
         "Runtimes": { "polis": { "path": "polis-runtime" } },
-        "SecurityOptions": [],
+        // Every container gets Docker's default seccomp profile unless told otherwise.
+        "SecurityOptions": ["name=seccomp,profile=builtin"],
         "Warnings": [],
     }))
 }

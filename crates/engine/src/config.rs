@@ -9,6 +9,9 @@ use crate::error::{Error, Result};
 
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/polis/polisd.toml";
 
+/// Debian's `tini` package: a static tini, so it runs in any image.
+pub const DEFAULT_INIT_PATH: &str = "/usr/bin/tini-static";
+
 /// Everything `polis daemon` can be told.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DaemonConfig {
@@ -20,6 +23,8 @@ pub struct DaemonConfig {
     pub host: String,
     /// A tracing filter: `info`, `debug`, `polis_api=trace`, …
     pub log_level: String,
+    /// The init `--init` runs as the container's PID 1 (dockerd's `--init-path`).
+    pub init_path: PathBuf,
 }
 
 impl Default for DaemonConfig {
@@ -29,6 +34,7 @@ impl Default for DaemonConfig {
             run_root: PathBuf::from("/run/polis"),
             host: "unix:///run/polis/polis.sock".to_string(),
             log_level: "info".to_string(),
+            init_path: PathBuf::from(DEFAULT_INIT_PATH),
         }
     }
 }
@@ -41,6 +47,7 @@ pub struct Overrides {
     pub run_root: Option<PathBuf>,
     pub host: Option<String>,
     pub log_level: Option<String>,
+    pub init_path: Option<PathBuf>,
 }
 
 impl Overrides {
@@ -60,13 +67,14 @@ impl Overrides {
         })
     }
 
-    /// `POLIS_ROOT`, `POLIS_RUN_ROOT`, `POLIS_HOST`, `POLIS_LOG_LEVEL`.
+    /// `POLIS_ROOT`, `POLIS_RUN_ROOT`, `POLIS_HOST`, `POLIS_LOG_LEVEL`, `POLIS_INIT_PATH`.
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Self {
         Overrides {
             root: get("POLIS_ROOT").map(PathBuf::from),
             run_root: get("POLIS_RUN_ROOT").map(PathBuf::from),
             host: get("POLIS_HOST"),
             log_level: get("POLIS_LOG_LEVEL"),
+            init_path: get("POLIS_INIT_PATH").map(PathBuf::from),
         }
     }
 }
@@ -90,13 +98,20 @@ impl DaemonConfig {
             if let Some(v) = &l.log_level {
                 c.log_level = v.clone();
             }
+            if let Some(v) = &l.init_path {
+                c.init_path = v.clone();
+            }
         }
         // The socket follows the run root unless placed explicitly.
         if !host_given {
             c.host = format!("unix://{}", c.run_root.join("polis.sock").display());
         }
         c.socket_path()?;
-        for (name, p) in [("root", &c.root), ("run-root", &c.run_root)] {
+        for (name, p) in [
+            ("root", &c.root),
+            ("run-root", &c.run_root),
+            ("init-path", &c.init_path),
+        ] {
             if !p.is_absolute() {
                 return Err(Error::Config {
                     path: PathBuf::from(name),
@@ -128,8 +143,10 @@ mod tests {
 
     #[test]
     fn layers_override_in_order() {
-        let file: Overrides =
-            toml::from_str("root = \"/srv/polis\"\nlog-level = \"debug\"").unwrap();
+        let file: Overrides = toml::from_str(
+            "root = \"/srv/polis\"\nlog-level = \"debug\"\ninit-path = \"/opt/tini\"",
+        )
+        .unwrap();
         let env = Overrides::from_env(|k| (k == "POLIS_LOG_LEVEL").then(|| "warn".to_string()));
         let flags = Overrides {
             run_root: Some("/tmp/pr".into()),
@@ -140,6 +157,12 @@ mod tests {
         assert_eq!(c.run_root, PathBuf::from("/tmp/pr"));
         assert_eq!(c.log_level, "warn");
         assert_eq!(c.host, "unix:///tmp/pr/polis.sock");
+        assert_eq!(c.init_path, PathBuf::from("/opt/tini"));
+        let env = Overrides::from_env(|k| (k == "POLIS_INIT_PATH").then(|| "/x/init".into()));
+        assert_eq!(
+            DaemonConfig::resolve(&[env]).unwrap().init_path,
+            PathBuf::from("/x/init")
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use oci_spec::runtime::{Capability, Spec};
+use oci_spec::runtime::Spec;
 use polis_image::spec::ProcessOverrides;
 use polis_image::ImageStore;
 use polis_shim::protocol::{Client, Request};
@@ -56,6 +56,8 @@ pub struct Container {
 pub struct Layout {
     pub root: PathBuf,
     pub run_root: PathBuf,
+    /// The binary `--init` bind-mounts as the container's /sbin/docker-init.
+    pub init_path: PathBuf,
 }
 
 impl Layout {
@@ -80,24 +82,6 @@ impl Layout {
         self.root.join("storage")
     }
 }
-
-/// Docker's default capabilities.
-const DEFAULT_CAPS: [Capability; 14] = [
-    Capability::Chown,
-    Capability::DacOverride,
-    Capability::Fsetid,
-    Capability::Fowner,
-    Capability::Mknod,
-    Capability::NetRaw,
-    Capability::Setgid,
-    Capability::Setuid,
-    Capability::Setfcap,
-    Capability::Setpcap,
-    Capability::NetBindService,
-    Capability::SysChroot,
-    Capability::Kill,
-    Capability::AuditWrite,
-];
 
 /// Docker's rule for names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
 pub fn valid_name(name: &str) -> bool {
@@ -223,6 +207,7 @@ pub fn create(
             .as_ref()
             .and_then(|p| p.args().clone())
             .unwrap_or_default();
+        crate::security::apply(&mut oci, &spec.host, &layout.init_path)?;
         let config = layout.bundle(&id).join("config.json");
         let text =
             serde_json::to_vec_pretty(&oci).map_err(|e| Error::InvalidInput(e.to_string()))?;
@@ -263,20 +248,12 @@ pub fn recreate(layout: &Layout, container: &Container) -> Result<()> {
     run_shim(layout, id, &container.spec)
 }
 
-/// The runtime config every container starts from: runc's defaults with Docker's
-/// capabilities, a private network namespace (networks come later) and its cgroup.
+/// The runtime config every container starts from: runc's defaults, a private network
+/// namespace (networks come later) and its cgroup. Capabilities, seccomp and the other
+/// security settings come from `security::apply`.
 fn runtime_spec(id: &str) -> Result<Spec> {
     let mut spec = polis_runtime::spec::example(false);
     if let Some(process) = spec.process_mut() {
-        let caps: oci_spec::runtime::Capabilities = DEFAULT_CAPS.into_iter().collect();
-        let mut set = oci_spec::runtime::LinuxCapabilities::default();
-        set.set_bounding(Some(caps.clone()));
-        set.set_effective(Some(caps.clone()));
-        set.set_permitted(Some(caps));
-        set.set_inheritable(None);
-        set.set_ambient(None);
-        process.set_capabilities(Some(set));
-        process.set_no_new_privileges(Some(false));
         process.set_rlimits(None);
     }
     if let Some(root) = spec.root_mut() {

@@ -22,6 +22,10 @@ pub struct HostConfig {
     pub cap_add: Option<Vec<String>>,
     pub cap_drop: Option<Vec<String>>,
     pub security_opt: Option<Vec<String>>,
+    /// Replace Docker's masked and read-only paths when set (`[]` for
+    /// `--security-opt systempaths=unconfined`).
+    pub masked_paths: Option<Vec<String>>,
+    pub readonly_paths: Option<Vec<String>>,
     pub init: Option<bool>,
     pub sysctls: Option<BTreeMap<String, String>>,
     pub shm_size: i64,

@@ -9,6 +9,8 @@ pub mod hostconfig;
 pub mod lock;
 pub mod metadata;
 pub mod recovery;
+pub mod seccomp_profile;
+pub mod security;
 
 pub use config::DaemonConfig;
 pub use error::{Error, Result};

@@ -25,6 +25,9 @@ pub struct DaemonArgs {
     /// Log filter: error, warn, info, debug, trace, or per-module directives.
     #[arg(long = "log-level")]
     log_level: Option<String>,
+    /// The init `docker run --init` runs as PID 1 (default /usr/bin/tini-static).
+    #[arg(long = "init-path")]
+    init_path: Option<PathBuf>,
     /// Config file (TOML; default /etc/polis/polisd.toml if it exists).
     #[arg(long = "config-file")]
     config_file: Option<PathBuf>,
@@ -43,6 +46,7 @@ pub fn main(args: DaemonArgs) -> Result<i32> {
             run_root: args.run_root,
             host: args.host,
             log_level: args.log_level,
+            init_path: args.init_path,
         },
     ])?;
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
@@ -76,6 +80,7 @@ pub fn main(args: DaemonArgs) -> Result<i32> {
     let layout = polis_engine::containers::Layout {
         root: config.root.clone(),
         run_root: config.run_root.clone(),
+        init_path: config.init_path.clone(),
     };
     // What a killed daemon or shim left half-done is settled before anyone can ask.
     let recovery = polis_engine::recovery::reconcile(&layout, &metadata)?;

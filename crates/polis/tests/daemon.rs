@@ -532,7 +532,7 @@ fn unsupported_create_options_are_refused() {
     for (args, option) in [
         (vec!["-m", "64m"], "HostConfig.Memory"),
         (vec!["-v", "/tmp:/x"], "HostConfig.Binds"),
-        (vec!["--cap-add", "SYS_ADMIN"], "HostConfig.CapAdd"),
+        (vec!["--uts", "host"], "HostConfig.UTSMode"),
         (vec!["--network", "host"], "HostConfig.NetworkMode"),
         (vec!["-p", "8080:80"], "ExposedPorts"),
     ] {

@@ -153,6 +153,7 @@ pub fn create(
             .and_then(|c| c.stop_signal.clone());
     }
     let layers = images.layers(&spec.image).map_err(image_err)?;
+    crate::hostspec::prepare(&mut spec)?;
     let id = crate::metadata::random_hex(32);
     let name = match name {
         Some(n) => {
@@ -207,6 +208,7 @@ pub fn create(
         };
         polis_image::spec::apply_image_config(&mut oci, &image_config, &overrides, &rootfs)
             .map_err(image_err)?;
+        crate::hostspec::apply(layout, &id, &spec, &mut oci)?;
         let args = oci
             .process()
             .as_ref()
@@ -249,6 +251,7 @@ pub fn recreate(layout: &Layout, container: &Container) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::io("remove", &exit, e)),
     }
+    crate::hostspec::before_start(&container.spec)?;
     run_shim(layout, id, &container.spec)
 }
 

@@ -4,10 +4,16 @@
 
 pub mod config;
 pub mod containers;
+pub mod devices;
 pub mod error;
 pub mod hostconfig;
+pub mod hostspec;
+pub mod limits;
 pub mod lock;
 pub mod metadata;
+pub mod mounts;
+pub mod netmode;
+pub mod resources;
 
 pub use config::DaemonConfig;
 pub use error::{Error, Result};

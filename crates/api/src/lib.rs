@@ -9,6 +9,7 @@ mod containers;
 mod exec;
 mod images;
 mod system;
+mod update;
 mod versioning;
 
 use std::path::Path;
@@ -79,6 +80,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/containers/{id}/pause", post(containers::pause))
         .route("/containers/{id}/unpause", post(containers::unpause))
         .route("/containers/{id}/resize", post(containers::resize))
+        .route("/containers/{id}/update", post(update::update))
         .route(
             "/containers/{id}",
             axum::routing::delete(containers::remove),

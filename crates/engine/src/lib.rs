@@ -14,6 +14,7 @@ pub mod metadata;
 pub mod mounts;
 pub mod netmode;
 pub mod resources;
+pub mod update;
 
 pub use config::DaemonConfig;
 pub use error::{Error, Result};

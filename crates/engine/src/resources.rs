@@ -73,7 +73,8 @@ fn invalid(msg: impl Into<String>) -> Error {
 }
 
 /// Create's defaults, as Docker fills them in (and so inspect shows them): swap twice
-/// the memory, shares within the kernel's range, "unlimited" pids and swappiness unset.
+/// the memory, shares within the kernel's range, "unlimited" pids and swappiness unset,
+/// the OOM killer explicitly on.
 pub fn normalize(r: &mut Resources) {
     if r.cpu_shares < 0 {
         r.cpu_shares = MIN_CPU_SHARES;
@@ -89,6 +90,7 @@ pub fn normalize(r: &mut Resources) {
     if r.memory_swappiness == Some(-1) {
         r.memory_swappiness = None;
     }
+    r.oom_kill_disable.get_or_insert(false);
 }
 
 /// Docker's checks on limits, for create and for update; the warnings it gives.
@@ -307,6 +309,7 @@ mod tests {
         assert_eq!(r.cpu_shares, 2);
         assert_eq!(r.pids_limit, None);
         assert_eq!(r.memory_swappiness, None);
+        assert_eq!(r.oom_kill_disable, Some(false));
     }
 
     #[test]

@@ -533,7 +533,10 @@ fn unsupported_create_options_are_refused() {
         (vec!["--blkio-weight", "300"], "HostConfig.BlkioWeight"),
         (vec!["-v", "/data"], "Volumes"),
         (vec!["--cap-add", "SYS_ADMIN"], "HostConfig.CapAdd"),
-        (vec!["--network", "container:other"], "HostConfig.NetworkMode"),
+        (
+            vec!["--network", "container:other"],
+            "HostConfig.NetworkMode",
+        ),
         (vec!["-p", "8080:80"], "ExposedPorts"),
     ] {
         let mut cmd = vec!["run", "--rm"];

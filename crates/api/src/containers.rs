@@ -14,6 +14,7 @@ use axum::Json;
 use polis_engine::containers::{self, Container, ContainerSpec};
 use polis_engine::hostconfig::HostConfig;
 use polis_engine::Error as EngineError;
+use polis_engine::{hostspec, mounts};
 use polis_shim::protocol::{Request as ShimRequest, SignalArg};
 use serde::Deserialize;
 use serde_json::json;
@@ -119,8 +120,17 @@ fn unsupported_option(
             // Applied by the engine's security module.
             "Privileged" | "CapAdd" | "CapDrop" | "SecurityOpt" | "ReadonlyRootfs" | "Init"
             | "MaskedPaths" | "ReadonlyPaths" => true,
-            // A private network namespace with only lo, until networks exist.
-            "NetworkMode" => matches!(v.as_str(), Some("default" | "bridge" | "none")),
+            // Mounts, devices, kernel settings and cgroup limits (polis_engine::hostspec).
+            "Binds" | "Tmpfs" | "ShmSize" | "Sysctls" | "Ulimits" | "Devices" | "Memory"
+            | "MemorySwap" | "MemoryReservation" | "MemorySwappiness" | "OomKillDisable"
+            | "NanoCpus" | "CpuShares" | "CpuPeriod" | "CpuQuota" | "CpusetCpus" | "CpusetMems"
+            | "PidsLimit" => true,
+            "Mounts" => match unsupported_mount_field(v) {
+                Some(field) => return Some(format!("HostConfig.Mounts.{field}")),
+                None => true,
+            },
+            // A private network namespace with only lo (until networks exist), or the host's.
+            "NetworkMode" => matches!(v.as_str(), Some("default" | "bridge" | "none" | "host")),
             "RestartPolicy" => {
                 matches!(v["Name"].as_str(), None | Some("" | "no"))
                     && unset(&v["MaximumRetryCount"])
@@ -128,12 +138,54 @@ fn unsupported_option(
             "LogConfig" => {
                 matches!(v["Type"].as_str(), None | Some("" | "json-file")) && unset(&v["Config"])
             }
-            "MemorySwappiness" => v.as_i64() == Some(-1),
             "IpcMode" => matches!(v.as_str(), Some("private" | "shareable")),
             _ => false,
         };
         if !accepted {
             return Some(format!("HostConfig.{k}"));
+        }
+    }
+    None
+}
+
+/// The first field of a `--mount` entry this daemon does not know, so none is ignored.
+fn unsupported_mount_field(mounts: &serde_json::Value) -> Option<String> {
+    const FIELDS: [&str; 8] = [
+        "Type",
+        "Source",
+        "Target",
+        "ReadOnly",
+        "Consistency",
+        "BindOptions",
+        "VolumeOptions",
+        "TmpfsOptions",
+    ];
+    const BIND: [&str; 5] = [
+        "Propagation",
+        "NonRecursive",
+        "CreateMountpoint",
+        "ReadOnlyNonRecursive",
+        "ReadOnlyForceRecursive",
+    ];
+    const TMPFS: [&str; 3] = ["SizeBytes", "Mode", "Options"];
+    for m in mounts.as_array().into_iter().flatten() {
+        for (k, v) in m.as_object().into_iter().flatten() {
+            if unset(v) {
+                continue;
+            }
+            if !FIELDS.contains(&k.as_str()) {
+                return Some(k.clone());
+            }
+            let known: &[&str] = match k.as_str() {
+                "BindOptions" => &BIND,
+                "TmpfsOptions" => &TMPFS,
+                _ => continue,
+            };
+            for (sub, sv) in v.as_object().into_iter().flatten() {
+                if !unset(sv) && !known.contains(&sub.as_str()) {
+                    return Some(format!("{k}.{sub}"));
+                }
+            }
         }
     }
     None
@@ -199,7 +251,7 @@ pub async fn create(
     {
         Ok(c) => (
             StatusCode::CREATED,
-            Json(json!({ "Id": c.id, "Warnings": [] })),
+            Json(json!({ "Id": c.id, "Warnings": hostspec::warnings(&c.spec.host) })),
         )
             .into_response(),
         Err(r) => r,
@@ -568,7 +620,8 @@ pub async fn list(
                 "Id": c.id, "Names": [format!("/{}", c.name)], "Image": c.spec.image,
                 "ImageID": c.image_id, "Command": command, "Created": created,
                 "State": status, "Status": human, "Ports": [], "Labels": c.spec.labels,
-                "Mounts": [], "HostConfig": { "NetworkMode": "none" },
+                "Mounts": mounts::mount_points(&c.spec.host),
+                "HostConfig": { "NetworkMode": c.spec.host.network_mode },
             }));
         }
         Ok(rows)
@@ -616,6 +669,7 @@ pub async fn inspect(State(state): State<Arc<AppState>>, Path(key): Path<String>
             "Labels": c.spec.labels,
         },
         "HostConfig": c.spec.host,
+        "Mounts": mounts::mount_points(&c.spec.host),
     }))
     .into_response()
 }

@@ -10,6 +10,7 @@ mod detach;
 mod exec;
 mod images;
 mod system;
+mod update;
 mod versioning;
 
 use std::path::Path;
@@ -80,6 +81,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/containers/{id}/pause", post(containers::pause))
         .route("/containers/{id}/unpause", post(containers::unpause))
         .route("/containers/{id}/resize", post(containers::resize))
+        .route("/containers/{id}/update", post(update::update))
         .route(
             "/containers/{id}",
             axum::routing::delete(containers::remove),

@@ -137,6 +137,7 @@ pub fn create(
             .and_then(|c| c.stop_signal.clone());
     }
     let layers = images.layers(&spec.image).map_err(image_err)?;
+    crate::hostspec::prepare(&mut spec)?;
     let id = crate::metadata::random_hex(32);
     let name = match name {
         Some(n) => {
@@ -202,6 +203,7 @@ pub fn create(
                 process.set_console_size(Some(size));
             }
         }
+        crate::hostspec::apply(layout, &id, &spec, &mut oci)?;
         let args = oci
             .process()
             .as_ref()
@@ -245,6 +247,7 @@ pub fn recreate(layout: &Layout, container: &Container) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::io("remove", &exit, e)),
     }
+    crate::hostspec::before_start(&container.spec)?;
     run_shim(layout, id, &container.spec)
 }
 

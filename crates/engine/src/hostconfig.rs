@@ -74,7 +74,11 @@ pub struct MountSpec {
     pub source: String,
     pub target: String,
     pub read_only: bool,
+    /// "default", "consistent", "cached" or "delegated": meaningful on macOS only.
+    pub consistency: String,
     pub bind_options: Option<BindOptions>,
+    /// Kept only to be refused: named volumes do not exist yet.
+    pub volume_options: Option<serde_json::Value>,
     pub tmpfs_options: Option<TmpfsOptions>,
 }
 
@@ -83,6 +87,9 @@ pub struct MountSpec {
 pub struct BindOptions {
     pub propagation: String,
     pub non_recursive: bool,
+    pub create_mountpoint: bool,
+    pub read_only_non_recursive: bool,
+    pub read_only_force_recursive: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -90,6 +97,8 @@ pub struct BindOptions {
 pub struct TmpfsOptions {
     pub size_bytes: i64,
     pub mode: u32,
+    /// Extra mount options: `["noexec"]` or `["key", "value"]`.
+    pub options: Option<Vec<Vec<String>>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

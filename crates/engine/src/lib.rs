@@ -4,13 +4,20 @@
 
 pub mod config;
 pub mod containers;
+pub mod devices;
 pub mod error;
 pub mod hostconfig;
+pub mod hostspec;
+pub mod limits;
 pub mod lock;
 pub mod metadata;
+pub mod mounts;
+pub mod netmode;
 pub mod recovery;
+pub mod resources;
 pub mod seccomp_profile;
 pub mod security;
+pub mod update;
 
 pub use config::DaemonConfig;
 pub use error::{Error, Result};

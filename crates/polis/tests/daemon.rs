@@ -530,10 +530,13 @@ fn unsupported_create_options_are_refused() {
     let d = Daemon::start("unsupported");
     import_busybox(&d);
     for (args, option) in [
-        (vec!["-m", "64m"], "HostConfig.Memory"),
-        (vec!["-v", "/tmp:/x"], "HostConfig.Binds"),
+        (vec!["--blkio-weight", "300"], "HostConfig.BlkioWeight"),
+        (vec!["-v", "/data"], "Volumes"),
         (vec!["--uts", "host"], "HostConfig.UTSMode"),
-        (vec!["--network", "host"], "HostConfig.NetworkMode"),
+        (
+            vec!["--network", "container:other"],
+            "HostConfig.NetworkMode",
+        ),
         (vec!["-p", "8080:80"], "ExposedPorts"),
     ] {
         let mut cmd = vec!["run", "--rm"];

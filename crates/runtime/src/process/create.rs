@@ -126,6 +126,22 @@ fn with_default_devices(linux: &oci_spec::runtime::Linux) -> LinuxResources {
         r
     };
     let mut rules = resources.devices().clone().unwrap_or_default();
+    // A device the config gives its own rule for keeps that rule's access alone.
+    let own_rule = |d: &oci_spec::runtime::LinuxDevice| {
+        rules.iter().any(|r| {
+            r.allow()
+                && r.typ() == Some(d.typ())
+                && r.major() == Some(d.major())
+                && r.minor() == Some(d.minor())
+        })
+    };
+    let implied: Vec<LinuxDeviceCgroup> = linux
+        .devices()
+        .iter()
+        .flatten()
+        .filter(|d| !own_rule(d))
+        .map(LinuxDeviceCgroup::from)
+        .collect();
     use LinuxDeviceType::{B, C};
     rules.extend([
         rule(C, None, None, "m"),
@@ -140,9 +156,7 @@ fn with_default_devices(linux: &oci_spec::runtime::Linux) -> LinuxResources {
         rule(C, Some(5), Some(2), "rwm"),
         rule(C, Some(136), None, "rwm"),
     ]);
-    for d in linux.devices().iter().flatten() {
-        rules.push(LinuxDeviceCgroup::from(d));
-    }
+    rules.extend(implied);
     resources.set_devices(Some(rules));
     resources
 }
@@ -597,4 +611,37 @@ fn join_session_keyring(id: &str) {
     // SAFETY: keyctl(KEYCTL_JOIN_SESSION_KEYRING, name): a valid C string, read only.
     // Failure (e.g. keyrings disabled) is harmless, as with runc.
     unsafe { libc::syscall(libc::SYS_keyctl, 1, name.as_ptr()) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn linux(config: serde_json::Value) -> oci_spec::runtime::Linux {
+        serde_json::from_value(config).unwrap()
+    }
+
+    #[test]
+    fn a_device_node_implies_rwm_unless_the_config_rules_it() {
+        let node = serde_json::json!([{"path": "/dev/loop9", "type": "b", "major": 7, "minor": 9}]);
+        let rules = |l: &oci_spec::runtime::Linux| {
+            with_default_devices(l)
+                .devices()
+                .clone()
+                .unwrap()
+                .into_iter()
+                .filter(|r| r.major() == Some(7) && r.minor() == Some(9))
+                .map(|r| r.access().clone().unwrap_or_default())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            rules(&linux(serde_json::json!({"devices": node}))),
+            vec!["rwm"]
+        );
+        let own = serde_json::json!({"devices": node, "resources": {"devices": [
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "b", "major": 7, "minor": 9, "access": "r"},
+        ]}});
+        assert_eq!(rules(&linux(own)), vec!["r"]);
+    }
 }

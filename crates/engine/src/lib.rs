@@ -7,7 +7,9 @@ pub mod containers;
 pub mod error;
 pub mod hostconfig;
 pub mod lock;
+pub mod logconfig;
 pub mod metadata;
+pub mod restart;
 
 pub use config::DaemonConfig;
 pub use error::{Error, Result};

@@ -464,11 +464,19 @@ pub async fn unpause(State(state): State<Arc<AppState>>, Path(key): Path<String>
     freeze(state, key, false).await
 }
 
+/// Docker's refusal of pause and exec while a container waits to be restarted.
+pub fn is_restarting(id: &str) -> String {
+    format!("Container {id} is restarting, wait until the container is running")
+}
+
 async fn freeze(state: Arc<AppState>, key: String, pause: bool) -> Response {
     let (c, s) = match find_live(&state, &key).await {
         Ok(found) => found,
         Err(r) => return r,
     };
+    if pause && state.restarts.restarting(&c.id).is_some() {
+        return error(StatusCode::CONFLICT, is_restarting(&c.id));
+    }
     let (wanted, verb) = if pause {
         ("running", "pause")
     } else {

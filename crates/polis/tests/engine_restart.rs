@@ -246,6 +246,14 @@ fn restarting_state_stop_and_remove() {
             .any(|l| l.starts_with("flap|Restarting (5) ") && l.ends_with(" ago")),
         "{ps}"
     );
+    for verb in [vec!["pause", "flap"], vec!["exec", "flap", "true"]] {
+        let (code, _, err) = d.docker(&verb);
+        assert_ne!(code, 0, "{verb:?}");
+        assert!(
+            err.contains("is restarting, wait until the container is running"),
+            "{verb:?}: {err}"
+        );
+    }
     let (code, _, err) = d.docker(&["rm", "flap"]);
     assert_eq!(code, 1);
     assert!(

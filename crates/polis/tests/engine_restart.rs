@@ -220,7 +220,7 @@ fn restarting_state_stop_and_remove() {
             ],
         ));
     }
-    // From the fourth restart on, the delay is 800 ms or more.
+    // From the fifth restart on, the delay is 1.6 s or more.
     for name in ["flap", "flop"] {
         wait_until(15, "a long back-off", || {
             let s = inspect(&d, name, "{{.State.Status}} {{.RestartCount}}");
@@ -229,7 +229,7 @@ fn restarting_state_stop_and_remove() {
                 .nth(1)
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0);
-            (s.starts_with("restarting") && n >= 4, s)
+            (s.starts_with("restarting") && n >= 5, s)
         });
     }
     assert_eq!(
@@ -263,7 +263,7 @@ fn restarting_state_stop_and_remove() {
     run_ok(&d, &["rm", "-f", "flap"]);
     run_ok(&d, &["stop", "flop"]);
     let count = inspect(&d, "flop", "{{.RestartCount}}");
-    std::thread::sleep(Duration::from_millis(2000));
+    std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(
         inspect(&d, "flop", "{{.State.Status}} {{.RestartCount}}"),
         format!("exited {count}")

@@ -131,13 +131,9 @@ fn unsupported_option(
             },
             // A private network namespace with only lo (until networks exist), or the host's.
             "NetworkMode" => matches!(v.as_str(), Some("default" | "bridge" | "none" | "host")),
-            "RestartPolicy" => {
-                matches!(v["Name"].as_str(), None | Some("" | "no"))
-                    && unset(&v["MaximumRetryCount"])
-            }
-            "LogConfig" => {
-                matches!(v["Type"].as_str(), None | Some("" | "json-file")) && unset(&v["Config"])
-            }
+            // Checked as Docker checks them once parsed (restart policy, log driver
+            // and options).
+            "RestartPolicy" | "LogConfig" => true,
             "IpcMode" => matches!(v.as_str(), Some("private" | "shareable")),
             _ => false,
         };
@@ -191,6 +187,19 @@ fn unsupported_mount_field(mounts: &serde_json::Value) -> Option<String> {
     None
 }
 
+/// The restart policy and log settings checked as Docker checks them, with Docker's
+/// defaults filled in so inspect shows what applies.
+fn check_policies(host: &mut HostConfig) -> Result<(), EngineError> {
+    polis_engine::restart::validate(&host.restart_policy, host.auto_remove)?;
+    polis_engine::logconfig::validate(&host.log_config)?;
+    if host.restart_policy.name.is_empty() {
+        host.restart_policy.name = "no".into();
+    }
+    host.log_config.kind = polis_engine::logconfig::driver_name(&host.log_config).to_string();
+    host.log_config.config.get_or_insert_with(Default::default);
+    Ok(())
+}
+
 pub async fn create(
     State(state): State<Arc<AppState>>,
     Query(q): Query<HashMap<String, String>>,
@@ -215,10 +224,13 @@ pub async fn create(
             format!("{option} is not supported by this daemon yet"),
         );
     }
-    let host_config: HostConfig = match serde_json::from_value(host.clone().into()) {
+    let mut host_config: HostConfig = match serde_json::from_value(host.clone().into()) {
         Ok(h) => h,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("HostConfig: {e}")),
     };
+    if let Err(e) = check_policies(&mut host_config) {
+        return engine_error(e);
+    }
     let entrypoint = match body.entrypoint {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::String(s)) => Some(vec![s]),
@@ -287,26 +299,21 @@ pub async fn start(State(state): State<Arc<AppState>>, Path(key): Path<String>) 
         Ok(found) => found,
         Err(r) => return r,
     };
-    if current.status == "running" {
+    // A restarting container counts as running, as with Docker.
+    if current.status == "running" || state.restarts.restarting(&c.id).is_some() {
         return StatusCode::NOT_MODIFIED.into_response();
     }
-    if current.status != "created" {
-        // Exited before: a new runtime container on the same rootfs, as Docker restarts.
-        let (st, again) = (state.clone(), c.clone());
-        if let Err(r) = blocking(move || containers::recreate(&st.layout, &again)).await {
-            return r;
-        }
+    if current.status == "paused" {
+        return error(
+            StatusCode::CONFLICT,
+            "cannot start a paused container, try unpause instead",
+        );
     }
-    if let Err(r) = shim_call(&state, &c.id, ShimRequest::Start).await {
-        return r;
+    // Exited before: a new runtime container on the same rootfs, as Docker restarts.
+    match crate::restart::start(&state, &c, current.status == "created", true).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(r) => r,
     }
-    let mut started = c.clone();
-    started.started_at = Some(polis_runtime::state::now_rfc3339());
-    let _ = state.metadata.save_container(&started);
-    if c.spec.host.auto_remove {
-        watch_auto_remove(state.clone(), c);
-    }
-    StatusCode::NO_CONTENT.into_response()
 }
 
 /// --rm: once the container has exited, the engine removes it.
@@ -393,7 +400,8 @@ pub async fn kill(
         Ok(found) => found,
         Err(r) => return r,
     };
-    if !matches!(s.status.as_str(), "running" | "paused") {
+    let restarting = state.restarts.restarting(&c.id).is_some();
+    if !restarting && !matches!(s.status.as_str(), "running" | "paused") {
         return error(
             StatusCode::CONFLICT,
             format!(
@@ -406,6 +414,29 @@ pub async fn kill(
         Ok(n) => SignalArg::Number(n),
         Err(_) => SignalArg::Name(signal),
     };
+    // As Docker: SIGKILL or the stop signal (any signal when none is set) means the
+    // container is not to be restarted; any kill counts as a stop by the user.
+    let number = signal.number().ok();
+    let exit_on_next = match (c.spec.stop_signal.as_deref(), number) {
+        (_, Some(9)) | (None, _) => true,
+        (Some(stop), n) => n.is_some() && polis_runtime::container::parse_signal(stop).ok() == n,
+    };
+    if let Err(r) = crate::restart::stopped_by_user(&state, &c.id).await {
+        return r;
+    }
+    if !exit_on_next {
+        if restarting {
+            return StatusCode::NO_CONTENT.into_response();
+        }
+    } else {
+        let _settled = state.restarts.cancel(&c.id).await;
+        let (st, id) = (state.clone(), c.id.clone());
+        let now = blocking(move || Ok(containers::state(&st.layout, &id).status)).await;
+        if !matches!(now.as_deref(), Ok("running" | "paused")) {
+            // It was restarting: calling the restart off was the whole job.
+            return StatusCode::NO_CONTENT.into_response();
+        }
+    }
     match shim_call(&state, &c.id, ShimRequest::Kill { signal, all: false }).await {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(r) => r,
@@ -421,8 +452,20 @@ pub async fn stop(
         Ok(found) => found,
         Err(r) => return r,
     };
-    if !matches!(s.status.as_str(), "running" | "paused") {
+    let restarting = state.restarts.restarting(&c.id).is_some();
+    if !restarting && !matches!(s.status.as_str(), "running" | "paused") {
         return StatusCode::NOT_MODIFIED.into_response();
+    }
+    // Stopped by the user: no restart now, and none for unless-stopped later. A restart
+    // under way finishes first, then is stopped like any running container.
+    if let Err(r) = crate::restart::stopped_by_user(&state, &c.id).await {
+        return r;
+    }
+    let _settled = state.restarts.cancel(&c.id).await;
+    let (st, id) = (state.clone(), c.id.clone());
+    let now = blocking(move || Ok(containers::state(&st.layout, &id).status)).await;
+    if !matches!(now.as_deref(), Ok("running" | "paused")) {
+        return StatusCode::NO_CONTENT.into_response();
     }
     // The request's timeout, else the container's --stop-timeout, else 10 s; a
     // negative one waits for ever, as Docker's.
@@ -476,11 +519,19 @@ pub async fn unpause(State(state): State<Arc<AppState>>, Path(key): Path<String>
     freeze(state, key, false).await
 }
 
+/// Docker's refusal of pause and exec while a container waits to be restarted.
+pub fn is_restarting(id: &str) -> String {
+    format!("Container {id} is restarting, wait until the container is running")
+}
+
 async fn freeze(state: Arc<AppState>, key: String, pause: bool) -> Response {
     let (c, s) = match find_live(&state, &key).await {
         Ok(found) => found,
         Err(r) => return r,
     };
+    if pause && state.restarts.restarting(&c.id).is_some() {
+        return error(StatusCode::CONFLICT, is_restarting(&c.id));
+    }
     let (wanted, verb) = if pause {
         ("running", "pause")
     } else {
@@ -566,22 +617,45 @@ pub async fn remove(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let force = matches!(q.get("force").map(String::as_str), Some("1" | "true"));
-    let c = match find(&state, &key) {
-        Ok(c) => c,
+    let (c, live) = match find_live(&state, &key).await {
+        Ok(found) => found,
         Err(r) => return r,
+    };
+    if !force && state.restarts.restarting(&c.id).is_some() {
+        return error(
+            StatusCode::CONFLICT,
+            format!("You cannot remove a restarting container {}. Stop the container before attempting removal or force remove", c.id),
+        );
+    }
+    // No restart may start while it goes (a running one without force is refused
+    // below, and keeps its policy).
+    let running = matches!(live.status.as_str(), "running" | "paused");
+    let _settled = if force || !running {
+        Some(state.restarts.cancel(&c.id).await)
+    } else {
+        None
     };
     let st = state.clone();
     let id = c.id.clone();
     match blocking(move || containers::remove(&st.layout, &st.metadata, &c, force)).await {
         Ok(()) => {
             crate::exec::forget_container(&state, &id);
+            state.restarts.forget(&id);
             StatusCode::NO_CONTENT.into_response()
         }
         Err(r) => r,
     }
 }
 
-fn docker_status(s: &polis_shim::protocol::ContainerState) -> (&'static str, i32) {
+/// Docker's status word and exit code: "restarting" while the supervisor waits to
+/// restart it (with the exit it restarts from), else what the shim says.
+fn docker_status(
+    s: &polis_shim::protocol::ContainerState,
+    restarting: Option<&crate::restart::Restarting>,
+) -> (&'static str, i32) {
+    if let Some(r) = restarting {
+        return ("restarting", r.exit_code);
+    }
     let code = s.exit.as_ref().map(|e| e.exit_code).unwrap_or(0);
     match s.status.as_str() {
         "running" => ("running", 0),
@@ -601,14 +675,22 @@ pub async fn list(
         let mut rows = Vec::new();
         for c in st.metadata.containers()? {
             let s = containers::state(&st.layout, &c.id);
-            let (status, code) = docker_status(&s);
-            if !all && status != "running" && status != "paused" {
+            let restarting = st.restarts.restarting(&c.id);
+            let (status, code) = docker_status(&s, restarting.as_ref());
+            if !all && !matches!(status, "running" | "paused" | "restarting") {
                 continue;
             }
-            let human = match status {
-                "running" => "Up".to_string(),
-                "paused" => "Up (Paused)".to_string(),
-                "created" => "Created".to_string(),
+            let human = match (status, &restarting) {
+                ("running", _) => "Up".to_string(),
+                ("paused", _) => "Up (Paused)".to_string(),
+                ("created", _) => "Created".to_string(),
+                (_, Some(r)) => format!(
+                    "Restarting ({code}) {} ago",
+                    crate::clock::human(crate::clock::between(
+                        &r.finished_at,
+                        &polis_runtime::state::now_rfc3339()
+                    ))
+                ),
                 _ => format!("Exited ({code})"),
             };
             let created = polis_image::config::parse_rfc3339(&c.created).unwrap_or(0);
@@ -638,7 +720,18 @@ pub async fn inspect(State(state): State<Arc<AppState>>, Path(key): Path<String>
         Ok(found) => found,
         Err(r) => return r,
     };
-    let (status, code) = docker_status(&s);
+    let restarting = state.restarts.restarting(&c.id);
+    let (status, code) = docker_status(&s, restarting.as_ref());
+    let up = matches!(status, "running" | "paused");
+    let never = || "0001-01-01T00:00:00Z".to_string();
+    let finished_at = match &restarting {
+        Some(r) => r.finished_at.clone(),
+        None => s
+            .exit
+            .as_ref()
+            .map(|e| e.finished_at.clone())
+            .unwrap_or_else(never),
+    };
     Json(json!({
         "Id": c.id,
         "Created": c.created,
@@ -646,14 +739,20 @@ pub async fn inspect(State(state): State<Arc<AppState>>, Path(key): Path<String>
         "Args": c.args,
         "Name": format!("/{}", c.name),
         "Image": c.image_id,
+        "RestartCount": c.restart_count,
         "State": {
             "Status": status,
-            "Running": status == "running" || status == "paused",
+            // Docker counts a restarting container as running.
+            "Running": up || status == "restarting",
             "Paused": status == "paused",
-            "Pid": s.pid,
+            "Restarting": status == "restarting",
+            "OOMKilled": false,
+            "Dead": false,
+            "Pid": if up { s.pid } else { 0 },
             "ExitCode": code,
-            "StartedAt": c.started_at.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
-            "FinishedAt": s.exit.as_ref().map(|e| e.finished_at.clone()).unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+            "Error": "",
+            "StartedAt": c.started_at.clone().unwrap_or_else(never),
+            "FinishedAt": finished_at,
         },
         "LogPath": state.layout.log_path(&c.id),
         "Config": {
@@ -794,95 +893,4 @@ pub async fn read_reply(
         }
     }
     serde_json::from_slice(&line).map_err(std::io::Error::other)
-}
-
-/// `GET /containers/{id}/logs`: the json-file log, framed as Docker does without a
-/// terminal (raw with one). `follow` keeps reading until the container stops.
-pub async fn logs(
-    State(state): State<Arc<AppState>>,
-    Path(key): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let c = match find(&state, &key) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let flag = |k: &str| matches!(q.get(k).map(String::as_str), Some("1" | "true"));
-    let (want_out, want_err, follow) = (flag("stdout"), flag("stderr"), flag("follow"));
-    let tail: Option<usize> = q.get("tail").and_then(|t| t.parse().ok());
-    let tty = c.spec.tty;
-    let path = state.layout.log_path(&c.id);
-    let st = state.clone();
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
-    tokio::spawn(async move {
-        let mut offset = 0usize;
-        let mut first = true;
-        loop {
-            let data = tokio::fs::read(&path).await.unwrap_or_default();
-            let fresh = &data[offset.min(data.len())..];
-            let complete = fresh
-                .iter()
-                .rposition(|b| *b == b'\n')
-                .map(|i| i + 1)
-                .unwrap_or(0);
-            let mut lines: Vec<&[u8]> = fresh[..complete]
-                .split(|b| *b == b'\n')
-                .filter(|l| !l.is_empty())
-                .collect();
-            if first {
-                if let Some(n) = tail {
-                    let skip = lines.len().saturating_sub(n);
-                    lines.drain(..skip);
-                }
-                first = false;
-            }
-            offset += complete;
-            let mut out = Vec::new();
-            for l in lines {
-                let Ok(entry) = serde_json::from_slice::<serde_json::Value>(l) else {
-                    continue;
-                };
-                let stream = entry["stream"].as_str().unwrap_or("stdout");
-                let text = entry["log"].as_str().unwrap_or_default().as_bytes();
-                if (stream == "stdout" && !want_out) || (stream == "stderr" && !want_err) {
-                    continue;
-                }
-                if !tty {
-                    out.extend_from_slice(&polis_shim::protocol::frame_header(
-                        if stream == "stderr" { 2 } else { 1 },
-                        text.len(),
-                    ));
-                }
-                out.extend_from_slice(text);
-            }
-            if !out.is_empty() && tx.send(Ok(out)).await.is_err() {
-                return;
-            }
-            if !follow {
-                return;
-            }
-            let (s2, id) = (st.clone(), c.id.clone());
-            let status =
-                tokio::task::spawn_blocking(move || containers::state(&s2.layout, &id).status)
-                    .await
-                    .unwrap_or_default();
-            if status != "running" && status != "created" && status != "paused" {
-                // One last read picks up what was written before the exit.
-                if tokio::fs::metadata(&path)
-                    .await
-                    .map(|m| m.len() as usize)
-                    .unwrap_or(0)
-                    <= offset
-                {
-                    return;
-                }
-                continue;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
-    Body::from_stream(stream).into_response()
 }

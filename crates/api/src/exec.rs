@@ -85,6 +85,12 @@ pub async fn create(
         Ok(c) => c,
         Err(e) => return crate::containers::engine_error(e),
     };
+    if state.restarts.restarting(&c.id).is_some() {
+        return error(
+            StatusCode::CONFLICT,
+            crate::containers::is_restarting(&c.id),
+        );
+    }
     let bundle = state.layout.bundle(&c.id);
     let spec: Spec = match std::fs::read(bundle.join("config.json"))
         .map_err(|e| e.to_string())

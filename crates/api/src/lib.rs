@@ -5,10 +5,13 @@
 // but built once, on the error path.
 #![allow(clippy::result_large_err)]
 
+mod clock;
 mod containers;
 mod detach;
 mod exec;
 mod images;
+mod logs;
+mod restart;
 mod system;
 mod update;
 mod versioning;
@@ -31,6 +34,8 @@ pub struct AppState {
     pub layout: polis_engine::containers::Layout,
     /// `docker exec` instances, by id.
     pub execs: exec::ExecTable,
+    /// The restart supervisors, by container id.
+    pub restarts: restart::Restarts,
 }
 
 /// What the handlers read about the daemon.
@@ -52,6 +57,7 @@ pub enum Error {
 }
 
 pub use containers::resume_auto_remove;
+pub use restart::resume as resume_restart_policies;
 
 /// The whole API as one router.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -73,7 +79,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/containers/{id}/kill", post(containers::kill))
         .route("/containers/{id}/stop", post(containers::stop))
         .route("/containers/{id}/restart", post(containers::restart))
-        .route("/containers/{id}/logs", get(containers::logs))
+        .route("/containers/{id}/logs", get(logs::logs))
         .route("/containers/{id}/exec", post(exec::create))
         .route("/exec/{id}/start", post(exec::start))
         .route("/exec/{id}/json", get(exec::inspect))

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::hostconfig::HostConfig;
+use crate::logconfig::{LogDriver, LogInfo};
 use crate::metadata::Metadata;
 
 /// What a container is made from: the parts of Docker's create request Polis uses.
@@ -50,6 +51,13 @@ pub struct Container {
     pub path: String,
     pub args: Vec<String>,
     pub started_at: Option<String>,
+    /// Restarts by the restart policy since the last start by the user.
+    #[serde(default)]
+    pub restart_count: i64,
+    /// Stopped or killed by the user since the last start: `unless-stopped` then stays
+    /// down, even across a daemon restart.
+    #[serde(default)]
+    pub manually_stopped: bool,
 }
 
 /// Where the engine keeps things.
@@ -91,7 +99,9 @@ pub fn valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
-fn run_shim(layout: &Layout, id: &str, spec: &ContainerSpec) -> Result<()> {
+fn run_shim(layout: &Layout, container: &Container) -> Result<()> {
+    let id = container.id.as_str();
+    let spec = &container.spec;
     let exe = std::env::current_exe().map_err(|e| Error::io("find", "/proc/self/exe", e))?;
     let mut cmd = Command::new(exe);
     cmd.arg("shim")
@@ -102,9 +112,27 @@ fn run_shim(layout: &Layout, id: &str, spec: &ContainerSpec) -> Result<()> {
         .arg("--state-dir")
         .arg(layout.shim_dir(id))
         .arg("--runtime-root")
-        .arg(layout.runtime_root())
-        .arg("--log-path")
-        .arg(layout.log_path(id));
+        .arg(layout.runtime_root());
+    match crate::logconfig::resolve(&spec.host.log_config, &log_info(layout, container))? {
+        LogDriver::None => {}
+        LogDriver::JsonFile {
+            max_size,
+            max_file,
+            attrs,
+        } => {
+            cmd.arg("--log-path")
+                .arg(layout.log_path(id))
+                .arg("--log-max-size")
+                .arg(max_size.to_string())
+                .arg("--log-max-file")
+                .arg(max_file.to_string());
+            if !attrs.is_empty() {
+                let json = serde_json::to_string(&attrs)
+                    .map_err(|e| Error::InvalidInput(e.to_string()))?;
+                cmd.arg("--log-attrs").arg(json);
+            }
+        }
+    }
     if spec.open_stdin {
         cmd.arg("--stdin");
     }
@@ -119,6 +147,28 @@ fn run_shim(layout: &Layout, id: &str, spec: &ContainerSpec) -> Result<()> {
     Ok(())
 }
 
+/// What the log options may copy into records: names, labels, and the environment
+/// the container runs with (the image's included, from its bundle).
+fn log_info(layout: &Layout, c: &Container) -> LogInfo {
+    let env = std::fs::read(layout.bundle(&c.id).join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| serde_json::from_value(v["process"]["env"].clone()).ok())
+        .unwrap_or_default();
+    LogInfo {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        image_id: c.image_id.clone(),
+        image_name: c.spec.image.clone(),
+        command: std::iter::once(c.path.as_str())
+            .chain(c.args.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" "),
+        labels: c.spec.labels.clone(),
+        env,
+    }
+}
+
 /// Create a container: snapshot, bundle, record, then the shim (which creates it in
 /// the runtime). Everything made is undone if a step fails.
 pub fn create(
@@ -128,6 +178,8 @@ pub fn create(
     name: Option<&str>,
     mut spec: ContainerSpec,
 ) -> Result<Container> {
+    crate::restart::validate(&spec.host.restart_policy, spec.host.auto_remove)?;
+    crate::logconfig::validate(&spec.host.log_config)?;
     let image_err = |e: polis_image::Error| Error::Image(e);
     let (image_id, image_config) = images.config(&spec.image).map_err(image_err)?;
     if spec.stop_signal.is_none() {
@@ -223,9 +275,11 @@ pub fn create(
             args: args.iter().skip(1).cloned().collect(),
             spec,
             started_at: None,
+            restart_count: 0,
+            manually_stopped: false,
         };
         md.save_container(&container)?;
-        run_shim(layout, &id, &container.spec)?;
+        run_shim(layout, &container)?;
         Ok(container)
     })();
     if result.is_err() {
@@ -248,7 +302,7 @@ pub fn recreate(layout: &Layout, container: &Container) -> Result<()> {
         Err(e) => return Err(Error::io("remove", &exit, e)),
     }
     crate::hostspec::before_start(&container.spec)?;
-    run_shim(layout, id, &container.spec)
+    run_shim(layout, container)
 }
 
 /// The runtime config every container starts from: runc's defaults, a private network

@@ -110,6 +110,34 @@ impl Metadata {
         write.commit().map_err(|e| self.err(e))
     }
 
+    /// Change a container's record in one transaction, so concurrent changes of other
+    /// fields (start time, restart count, stop flag) are not lost. The updated record,
+    /// or NotFound once it is gone.
+    pub fn update_container(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Container),
+    ) -> Result<Container> {
+        let write = self.db.begin_write().map_err(|e| self.err(e))?;
+        let updated = {
+            let mut table = write.open_table(CONTAINERS).map_err(|e| self.err(e))?;
+            let current = table
+                .get(id)
+                .map_err(|e| self.err(e))?
+                .map(|v| v.value().to_string());
+            let Some(current) = current else {
+                return Err(Error::NotFound(id.to_string()));
+            };
+            let mut c: Container = serde_json::from_str(&current).map_err(|e| self.err(e))?;
+            change(&mut c);
+            let json = serde_json::to_string(&c).map_err(|e| self.err(e))?;
+            table.insert(id, json.as_str()).map_err(|e| self.err(e))?;
+            c
+        };
+        write.commit().map_err(|e| self.err(e))?;
+        Ok(updated)
+    }
+
     pub fn remove_container(&self, id: &str, name: &str) -> Result<()> {
         let write = self.db.begin_write().map_err(|e| self.err(e))?;
         {

@@ -102,6 +102,7 @@ pub fn main(args: DaemonArgs) -> Result<i32> {
         metadata: std::sync::Arc::new(metadata),
         layout,
         execs: Default::default(),
+        restarts: Default::default(),
     });
     let socket = config.socket_path()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -109,14 +110,20 @@ pub fn main(args: DaemonArgs) -> Result<i32> {
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         tracing::info!(root = %config.root.display(), socket = %socket.display(), "polis daemon listening");
         let shutdown = shutdown_signal()?;
         polis_api::resume_auto_remove(&state);
+        polis_api::resume_restart_policies(&state);
         polis_api::serve_unix(&socket, polis_api::router(state), shutdown).await?;
         tracing::info!("polis daemon stopped");
         Ok::<_, anyhow::Error>(())
-    })?;
+    });
+    // Blocking calls still waiting on a shim (a `wait` whose client left, a --rm
+    // watcher) would hold the exit until their containers exit: the containers go on
+    // without the daemon, so nothing is lost by not waiting.
+    runtime.shutdown_background();
+    served?;
     Ok(0)
 }
 

@@ -27,6 +27,9 @@ pub struct ShimCli {
     /// Log files to keep, the live one included.
     #[arg(long = "log-max-file", default_value_t = 1)]
     pub log_max_file: u32,
+    /// The `attrs` JSON object every log record carries (labels, env, tag).
+    #[arg(long = "log-attrs")]
+    pub log_attrs: Option<String>,
     /// Give the container a stdin pipe.
     #[arg(long)]
     pub stdin: bool,
@@ -50,6 +53,12 @@ pub fn main(cli: ShimCli) -> i32 {
             return 1;
         }
     };
+    if let Some(attrs) = &cli.log_attrs {
+        if serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(attrs).is_err() {
+            eprintln!("polis shim: --log-attrs {attrs:?}: not a JSON object");
+            return 1;
+        }
+    }
     let opts = polis_shim::Options {
         id: cli.id,
         bundle: cli.bundle,
@@ -59,6 +68,7 @@ pub fn main(cli: ShimCli) -> i32 {
             path,
             max_size,
             max_file: cli.log_max_file.max(1),
+            attrs: cli.log_attrs,
         }),
         stdin: cli.stdin,
         start: cli.start,

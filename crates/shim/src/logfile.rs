@@ -19,6 +19,9 @@ pub struct LogOptions {
     pub max_size: u64,
     /// How many files to keep, the live one included (at least 1).
     pub max_file: u32,
+    /// The `attrs` object of every record (a JSON object, as Docker's `--log-opt
+    /// labels/env/tag` make it), if any.
+    pub attrs: Option<String>,
 }
 
 pub struct LogFile {
@@ -94,7 +97,12 @@ impl LogFile {
     }
 
     fn entry(&mut self, stream: Stream, line: &[u8]) -> Result<()> {
-        let mut record = encode(stream, line, &polis_runtime::state::now_rfc3339());
+        let mut record = encode(
+            stream,
+            line,
+            self.opts.attrs.as_deref(),
+            &polis_runtime::state::now_rfc3339(),
+        );
         record.push(b'\n');
         if self.opts.max_size > 0 && self.size > 0 && self.size >= self.opts.max_size {
             self.rotate()?;
@@ -145,16 +153,18 @@ fn open_append(path: &Path) -> Result<File> {
 }
 
 /// One json-file record, byte for byte as Docker writes it: invalid UTF-8 becomes
-/// U+FFFD and `<`, `>`, `&` are escaped as Go's encoder does.
-fn encode(stream: Stream, line: &[u8], time: &str) -> Vec<u8> {
+/// U+FFFD and `<`, `>`, `&` are escaped as Go's encoder does; `attrs` (a JSON object)
+/// goes between the stream and the time.
+fn encode(stream: Stream, line: &[u8], attrs: Option<&str>, time: &str) -> Vec<u8> {
     let text = String::from_utf8_lossy(line);
     let log = serde_json::to_string(text.as_ref()).unwrap_or_default();
     let log = log
         .replace('<', "\\u003c")
         .replace('>', "\\u003e")
         .replace('&', "\\u0026");
+    let attrs = attrs.map(|a| format!(",\"attrs\":{a}")).unwrap_or_default();
     format!(
-        "{{\"log\":{log},\"stream\":\"{}\",\"time\":\"{time}\"}}",
+        "{{\"log\":{log},\"stream\":\"{}\"{attrs},\"time\":\"{time}\"}}",
         stream.name()
     )
     .into_bytes()
@@ -169,11 +179,22 @@ mod tests {
         let rec = encode(
             Stream::Stdout,
             b"a<b> & \"c\"\n",
+            None,
             "2024-01-02T03:04:05.000000001Z",
         );
         assert_eq!(
             String::from_utf8(rec).unwrap(),
             r#"{"log":"a\u003cb\u003e \u0026 \"c\"\n","stream":"stdout","time":"2024-01-02T03:04:05.000000001Z"}"#
+        );
+        let rec = encode(
+            Stream::Stderr,
+            b"x\n",
+            Some(r#"{"app":"web"}"#),
+            "2024-01-02T03:04:05.000000001Z",
+        );
+        assert_eq!(
+            String::from_utf8(rec).unwrap(),
+            r#"{"log":"x\n","stream":"stderr","attrs":{"app":"web"},"time":"2024-01-02T03:04:05.000000001Z"}"#
         );
     }
 
@@ -187,6 +208,7 @@ mod tests {
             path: path.clone(),
             max_size: 0,
             max_file: 1,
+            attrs: None,
         })
         .unwrap();
         log.write(Stream::Stdout, &vec![b'x'; MAX_LINE + 10])
@@ -211,6 +233,7 @@ mod tests {
             path: path.clone(),
             max_size: 200,
             max_file: 3,
+            attrs: None,
         })
         .unwrap();
         for i in 0..40 {

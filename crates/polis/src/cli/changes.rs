@@ -112,15 +112,11 @@ fn normalize(reference: &str) -> (String, Option<String>) {
 
 pub async fn commit(c: &Client, a: CommitArgs) -> Result<()> {
     let mut pairs: Vec<(&str, String)> = Vec::new();
-    if let Some(author) = &a.author {
-        pairs.push(("author", author.clone()));
-    }
+    pairs.push(("author", a.author.clone().unwrap_or_default()));
     for change in &a.changes {
         pairs.push(("changes", change.clone()));
     }
-    if let Some(m) = &a.message {
-        pairs.push(("comment", m.clone()));
-    }
+    pairs.push(("comment", a.message.clone().unwrap_or_default()));
     pairs.push(("container", a.container.clone()));
     if !a.pause {
         pairs.push(("pause", "0".into()));
@@ -128,9 +124,7 @@ pub async fn commit(c: &Client, a: CommitArgs) -> Result<()> {
     if let Some(r) = &a.reference {
         let (repo, tag) = normalize(r);
         pairs.push(("repo", repo));
-        if let Some(t) = tag {
-            pairs.push(("tag", t));
-        }
+        pairs.push(("tag", tag.unwrap_or_else(|| "latest".into())));
     }
     let q: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let answer = c

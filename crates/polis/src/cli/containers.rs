@@ -239,9 +239,10 @@ fn swap_bytes(s: &str) -> Result<i64, String> {
 /// 125 for the engine's errors, 127 when the command is not there and 126 when it
 /// cannot be run.
 fn run_failure(verb: &str, e: &anyhow::Error) -> StatusError {
+    let mut failure = usage_failure(verb, e);
     let message = format!("{e:#}");
     let trimmed = message.trim_start_matches("Error response from daemon: ");
-    let code = if trimmed.contains("executable file not found")
+    failure.code = if trimmed.contains("executable file not found")
         || trimmed.contains("no such file or directory")
         || trimmed.contains("system cannot find the file specified")
     {
@@ -251,11 +252,16 @@ fn run_failure(verb: &str, e: &anyhow::Error) -> StatusError {
     } else {
         125
     };
+    failure
+}
+
+/// A command line `run` or `create` cannot make a container of: 125, docker's way.
+fn usage_failure(verb: &str, e: &anyhow::Error) -> StatusError {
     StatusError {
-        code,
+        code: 125,
         message: format!(
             "polis: {}\n\nRun 'polis {verb} --help' for more information",
-            message.trim_end_matches('.')
+            format!("{e:#}").trim_end_matches('.')
         ),
     }
 }
@@ -366,7 +372,7 @@ pub async fn create(c: &Client, a: CreateArgs) -> Result<()> {
     let body = a
         .flags
         .create_body(console_size(a.flags.tty))
-        .map_err(|e| run_failure("create", &e))?;
+        .map_err(|e| usage_failure("create", &e))?;
     let id = create_container(c, &a.flags, &body).await?;
     println!("{id}");
     Ok(())
@@ -450,7 +456,7 @@ pub async fn run(c: &Client, a: RunArgs) -> Result<()> {
     flags.check_image()?;
     let mut body = flags
         .create_body(console_size(flags.tty))
-        .map_err(|e| run_failure("run", &e))?;
+        .map_err(|e| usage_failure("run", &e))?;
     if a.detach {
         if !flags.attach.is_empty() {
             return Err(StatusError {

@@ -249,16 +249,7 @@ impl ContainerFlags {
             log_config.insert(k.to_string(), json!(v));
         }
         let (security_opt, system_paths_unconfined) = security_opts(&self.security_opt)?;
-        let caps = |list: &[String]| -> Value {
-            if list.is_empty() {
-                Value::Null
-            } else {
-                list.iter()
-                    .map(|c| json!(normalize_capability(c)))
-                    .collect()
-            }
-        };
-
+        let (cap_add, cap_drop) = effective_caps(&self.cap_add, &self.cap_drop);
         let mut host = json!({
             "Binds": if binds.is_empty() { Value::Null } else { json!(binds) },
             "ContainerIDFile": "",
@@ -273,8 +264,8 @@ impl ContainerFlags {
             "VolumeDriver": "",
             "VolumesFrom": null,
             "ConsoleSize": match console { Some((h, w)) => json!([h, w]), None => json!([0, 0]) },
-            "CapAdd": caps(&self.cap_add),
-            "CapDrop": caps(&self.cap_drop),
+            "CapAdd": cap_add,
+            "CapDrop": cap_drop,
             "CgroupnsMode": "",
             "Dns": [],
             "DnsOptions": [],
@@ -428,7 +419,8 @@ pub fn parse_env(s: &str) -> Result<String, String> {
 }
 
 /// An `--env-file` or `--label-file`: `KEY=value` lines, `#` comments; a bare `KEY` in
-/// an env file takes its value from our environment, or is dropped when unset.
+/// an env file takes its value from our environment, or is dropped when unset (always,
+/// in a label file).
 pub fn read_kv_file(path: &Path, lookup: bool) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("open {}: {}", path.display(), super::io_error_text(&e)))?;
@@ -459,7 +451,8 @@ pub fn read_kv_file(path: &Path, lookup: bool) -> Result<Vec<String>> {
                     out.push(format!("{key}={v}"));
                 }
             }
-            None => out.push(key.to_string()),
+            // A label file's bare key carries nothing: docker drops it.
+            None => {}
         }
     }
     Ok(out)
@@ -863,6 +856,27 @@ pub fn compact_json(text: &[u8]) -> Result<String> {
         }
     }
     Ok(out)
+}
+
+/// The capabilities to add and drop as docker sends them: normalized, sorted, each
+/// once, and none that is both added and dropped.
+fn effective_caps(add: &[String], drop: &[String]) -> (Value, Value) {
+    use std::collections::BTreeSet;
+    let mut add: BTreeSet<String> = add.iter().map(|c| normalize_capability(c)).collect();
+    let mut drop: BTreeSet<String> = drop.iter().map(|c| normalize_capability(c)).collect();
+    let both: Vec<String> = add.intersection(&drop).cloned().collect();
+    for c in both {
+        add.remove(&c);
+        drop.remove(&c);
+    }
+    let list = |set: BTreeSet<String>| {
+        if set.is_empty() {
+            Value::Null
+        } else {
+            json!(set.into_iter().collect::<Vec<_>>())
+        }
+    };
+    (list(add), list(drop))
 }
 
 /// `net_admin` → `CAP_NET_ADMIN`; `all` → `ALL`.

@@ -41,9 +41,9 @@ pub enum ClientCommand {
     /// Manage images.
     Image(ImageArgs),
     /// Create and run a new container from an image.
-    Run(containers::RunArgs),
+    Run(Box<containers::RunArgs>),
     /// Create a new container.
-    Create(containers::CreateArgs),
+    Create(Box<containers::CreateArgs>),
     /// Start one or more stopped containers.
     Start(containers::StartArgs),
     /// Attach local standard input, output, and error streams to a running container.
@@ -100,9 +100,9 @@ pub struct ContainerArgs {
 #[derive(Subcommand)]
 enum ContainerCommand {
     /// Create and run a new container from an image.
-    Run(containers::RunArgs),
+    Run(Box<containers::RunArgs>),
     /// Create a new container.
-    Create(containers::CreateArgs),
+    Create(Box<containers::CreateArgs>),
     /// Start one or more stopped containers.
     Start(containers::StartArgs),
     /// Attach local standard input, output, and error streams to a running container.
@@ -272,8 +272,8 @@ async fn run(host: &str, command: ClientCommand) -> anyhow::Result<()> {
             ImageCommand::History(a) => images::history(&c, a).await,
             ImageCommand::Inspect(a) => images::inspect(&c, a).await,
         },
-        C::Run(a) => containers::run(&c, a).await,
-        C::Create(a) => containers::create(&c, a).await,
+        C::Run(a) => containers::run(&c, *a).await,
+        C::Create(a) => containers::create(&c, *a).await,
         C::Start(a) => containers::start(&c, a).await,
         C::Attach(a) => containers::attach(&c, a).await,
         C::Stop(a) => containers::stop(&c, a).await,
@@ -302,8 +302,8 @@ async fn run(host: &str, command: ClientCommand) -> anyhow::Result<()> {
 async fn container(c: &client::Client, command: ContainerCommand) -> anyhow::Result<()> {
     use ContainerCommand as K;
     match command {
-        K::Run(a) => containers::run(c, a).await,
-        K::Create(a) => containers::create(c, a).await,
+        K::Run(a) => containers::run(c, *a).await,
+        K::Create(a) => containers::create(c, *a).await,
         K::Start(a) => containers::start(c, a).await,
         K::Attach(a) => containers::attach(c, a).await,
         K::Stop(a) => containers::stop(c, a).await,

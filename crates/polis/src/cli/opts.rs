@@ -399,7 +399,7 @@ fn parse_attach(s: &str) -> Result<String, String> {
     if matches!(lower.as_str(), "stdin" | "stdout" | "stderr") {
         Ok(lower)
     } else {
-        Err(format!("valid streams are STDIN, STDOUT and STDERR"))
+        Err("valid streams are STDIN, STDOUT and STDERR".to_string())
     }
 }
 

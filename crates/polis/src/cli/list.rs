@@ -396,7 +396,7 @@ mod tests {
         let row = container_row(&c, true);
         assert_eq!(row["ID"], "145bbd5e0b2a");
         assert_eq!(row["Image"], "busybox:local");
-        assert_eq!(row["Command"], "\"sh -c 'while true;…\"");
+        assert_eq!(row["Command"], "\"sh -c 'while true; …\"");
         assert_eq!(row["Labels"], "a=1,b=2");
         assert_eq!(
             row["Ports"],

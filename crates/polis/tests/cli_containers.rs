@@ -657,7 +657,12 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 /// A command under a pseudo-terminal of the given size (script(1)); its output with
 /// the terminal's carriage returns and script's NUL left out.
 fn under_pty(d: &Daemon, rows: u16, cols: u16, cmd: &str) -> String {
-    let out = Command::new("script")
+    under_pty_typing(d, rows, cols, cmd, None)
+}
+
+/// [`under_pty`], with `typed` written to the terminal a second after the start.
+fn under_pty_typing(d: &Daemon, rows: u16, cols: u16, cmd: &str, typed: Option<&[u8]>) -> String {
+    let mut child = Command::new("script")
         .args([
             "-qec",
             &format!("stty cols {cols} rows {rows}; {cmd}"),
@@ -665,9 +670,22 @@ fn under_pty(d: &Daemon, rows: u16, cols: u16, cmd: &str) -> String {
         ])
         .env("POLIS_HOST", d.host())
         .env("DOCKER_HOST", d.host())
-        .stdin(Stdio::null())
-        .output()
+        .stdin(if typed.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .spawn()
         .unwrap();
+    if let Some(bytes) = typed {
+        let mut stdin = child.stdin.take().unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+        stdin.write_all(bytes).unwrap();
+        // Held open a little: script ends its session at our EOF.
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let out = child.wait_with_output().unwrap();
     String::from_utf8_lossy(&out.stdout)
         .replace(['\r', '\0'], "")
         .replace("^@", "")
@@ -1104,13 +1122,27 @@ fn terminals_and_pause() {
         &format!("(sleep 1; printf 'echo typed-$((40+2))\\nexit 5\\n') | {POLIS} run -i --rm busybox:local sh; echo code=$?"),
     );
     assert!(out.contains("typed-42") && out.contains("code=5"), "{out}");
+    // ctrl-p ctrl-q detaches: polis exits 0, the container runs on.
+    let out = under_pty_typing(
+        &d,
+        24,
+        80,
+        &format!("{POLIS} run -it --name detached busybox:local sh; echo code=$?"),
+        Some(b"\x10\x11"),
+    );
+    assert!(out.contains("code=0"), "{out}");
+    assert_eq!(
+        d.polis(&["inspect", "-f", "{{.Name}} {{.State.Status}}", "detached"])
+            .1,
+        "/detached running\n"
+    );
     // A tty without a terminal on stdin is refused, as by docker.
     let (code, _, err) = d.polis_piped(&["run", "-it", "--rm", "busybox:local", "true"], b"");
     assert_eq!((code, err.as_str()), (1, "the input device is not a TTY\n"));
     // -t alone: the output comes raw, with the terminal's line endings.
     let (code, out, _) = d.polis(&["run", "-t", "--rm", "busybox:local", "echo", "hi"]);
     assert_eq!((code, out.as_str()), (0, "hi\r\n"));
-    assert_eq!(d.polis(&["rm", "-f", "box"]).0, 0);
+    assert_eq!(d.polis(&["rm", "-f", "box", "detached"]).0, 0);
 }
 
 /// Verbs whose daemon side is being written (rename, top, cp, commit, export, diff,

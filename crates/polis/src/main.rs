@@ -3,6 +3,8 @@
 //! `polis shim` is the per-container monitor. The other verbs (`polis images`, …) are
 //! the docker-compatible client of the daemon's API.
 
+#![recursion_limit = "256"]
+
 mod cli;
 mod daemon;
 mod runtime;
@@ -45,7 +47,10 @@ fn main() {
     let code = if invoked_as == "polis-runtime" {
         runtime::main(runtime::RuntimeCli::parse())
     } else {
-        let parsed = Cli::parse();
+        let parsed = match Cli::try_parse() {
+            Ok(p) => p,
+            Err(e) => usage_error(e),
+        };
         match parsed.command {
             Command::Runtime(cli) => runtime::main(*cli),
             Command::Daemon(args) => daemon::main(args).unwrap_or_else(|e| {
@@ -55,6 +60,54 @@ fn main() {
             Command::Shim(cli) => shim::main(cli),
             Command::Client(command) => cli::main(parsed.host.as_deref(), command),
         }
+    };
+    std::process::exit(code);
+}
+
+/// A command line clap refused. The client verbs exit as docker's do: 125 for a bad
+/// flag or value, 1 for a missing or extra argument; the other faces keep clap's code.
+fn usage_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    let face = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .unwrap_or_default();
+    let client_verb = !matches!(face.as_str(), "runtime" | "daemon" | "shim");
+    if !client_verb
+        || matches!(
+            e.kind(),
+            ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        )
+    {
+        e.exit();
+    }
+    // A refused value, worded as docker words it.
+    let value_error = matches!(
+        e.kind(),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue
+    );
+    let arg = e.get(clap::error::ContextKind::InvalidArg);
+    let value = e.get(clap::error::ContextKind::InvalidValue);
+    match (value_error, arg, value, std::error::Error::source(&e)) {
+        (true, Some(arg), Some(value), Some(why)) => {
+            let flag = arg.to_string();
+            let flag = flag.split(' ').next().unwrap_or_default();
+            eprintln!("invalid argument \"{value}\" for \"{flag}\" flag: {why}");
+            eprintln!("\nRun 'polis {face} --help' for more information");
+        }
+        _ => {
+            let _ = e.print();
+        }
+    }
+    let code = match e.kind() {
+        ErrorKind::MissingRequiredArgument
+        | ErrorKind::MissingSubcommand
+        | ErrorKind::InvalidSubcommand
+        | ErrorKind::TooFewValues
+        | ErrorKind::WrongNumberOfValues => 1,
+        _ => 125,
     };
     std::process::exit(code);
 }

@@ -36,6 +36,7 @@ impl std::fmt::Display for DaemonError {
 
 impl std::error::Error for DaemonError {}
 
+#[derive(Clone)]
 pub struct Client {
     host: String,
     socket: PathBuf,
@@ -114,6 +115,18 @@ impl Client {
         body: RequestBody,
         content_type: Option<&str>,
     ) -> Result<Response<Incoming>> {
+        self.send_with(method, path, body, content_type, &[]).await
+    }
+
+    /// [`Client::send`] with extra request headers.
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: RequestBody,
+        content_type: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<Response<Incoming>> {
         let stream = UnixStream::connect(&self.socket).await.map_err(|_| {
             anyhow!(
                 "Cannot connect to the Polis daemon at {}. Is the polis daemon running?",
@@ -136,6 +149,9 @@ impl Client {
             );
         if let Some(ct) = content_type {
             request = request.header(hyper::header::CONTENT_TYPE, ct);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let request = request
             .body(body)
@@ -163,6 +179,130 @@ impl Client {
         let body = self.bytes(Method::GET, path).await?;
         serde_json::from_slice(&body).with_context(|| format!("decode the answer to {path}"))
     }
+
+    /// A request with a JSON body (sent with its length, as docker does).
+    pub async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<Response<Incoming>> {
+        let bytes = Bytes::from(serde_json::to_vec(body)?);
+        let body = http_body_util::Full::new(bytes)
+            .map_err(|never| match never {})
+            .boxed();
+        self.send(method, path, body, Some("application/json"))
+            .await
+    }
+
+    /// A JSON request whose answer is JSON (`null` for an empty answer).
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        let response = self.send_json(Method::POST, path, body).await?;
+        let bytes = response.into_body().collect().await?.to_bytes();
+        if bytes.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_slice(&bytes).with_context(|| format!("decode the answer to {path}"))
+    }
+
+    /// `POST path` upgraded to a raw byte stream (attach, exec start): the request is
+    /// written by hand so the connection is ours to half-close once the daemon has
+    /// answered `101`.
+    pub async fn hijack(&self, path: &str, body: Option<&serde_json::Value>) -> Result<UnixStream> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = UnixStream::connect(&self.socket).await.map_err(|_| {
+            anyhow!(
+                "Cannot connect to the Polis daemon at {}. Is the polis daemon running?",
+                self.host
+            )
+        })?;
+        let (content_type, payload) = match body {
+            Some(b) => ("application/json", serde_json::to_vec(b)?),
+            None => ("text/plain", Vec::new()),
+        };
+        let head = format!(
+            "POST {}{path} HTTP/1.1\r\nHost: api.moby.localhost\r\nUser-Agent: Polis-Client/{} (linux)\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            self.prefix,
+            env!("CARGO_PKG_VERSION"),
+            payload.len()
+        );
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(&payload).await?;
+        // The answer's head, a byte at a time: what follows it is the stream.
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if stream.read(&mut byte).await? == 0 {
+                bail!("request {path}: the daemon closed the connection");
+            }
+            head.push(byte[0]);
+            if head.len() > 64 * 1024 {
+                bail!("request {path}: answer head too long");
+            }
+        }
+        let head = String::from_utf8_lossy(&head).into_owned();
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse::<u16>().ok())
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .ok_or_else(|| anyhow!("request {path}: bad answer {head:?}"))?;
+        if status == StatusCode::SWITCHING_PROTOCOLS || status == StatusCode::OK {
+            return Ok(stream);
+        }
+        let header = |name: &str| {
+            head.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_string())
+            })
+        };
+        let mut body = Vec::new();
+        if let Some(n) = header("content-length").and_then(|n| n.parse::<usize>().ok()) {
+            body.resize(n, 0);
+            stream.read_exact(&mut body).await?;
+        } else if header("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+            let mut raw = Vec::new();
+            let _ = stream.read_to_end(&mut raw).await;
+            body = dechunk(&raw);
+        }
+        let message = error_message(status, &body);
+        Err(DaemonError { status, message }.into())
+    }
+}
+
+/// A response body as a reader (logs, export, archives).
+pub fn body_reader(response: Response<Incoming>) -> impl AsyncRead + Unpin + Send {
+    use futures_util::TryStreamExt;
+    let stream = response
+        .into_body()
+        .into_data_stream()
+        .map_err(std::io::Error::other);
+    tokio_util::io::StreamReader::new(stream)
+}
+
+/// A chunked body's data.
+fn dechunk(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = raw;
+    while let Some(i) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&rest[..i])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.split(';').next().unwrap_or("").trim(), 16).ok())
+            .unwrap_or(0);
+        rest = &rest[i + 2..];
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.extend_from_slice(&rest[..size]);
+        rest = rest.get(size + 2..).unwrap_or_default();
+    }
+    out
 }
 
 fn parse_version(v: &str) -> Option<(u32, u32)> {
@@ -190,6 +330,18 @@ pub fn display_json_messages(body: &[u8], out: &mut impl std::io::Write) -> Resu
     for message in serde_json::Deserializer::from_slice(body).into_iter::<serde_json::Value>() {
         let message = message.context("decode the daemon's progress stream")?;
         if let Some(e) = message.get("error").and_then(|e| e.as_str()) {
+            // A failure in mid-stream carries the exit code it wants (a build step's).
+            if let Some(code) = message
+                .pointer("/errorDetail/code")
+                .and_then(|c| c.as_i64())
+                .filter(|c| *c != 0)
+            {
+                return Err(super::StatusError {
+                    code: code as i32,
+                    message: e.to_string(),
+                }
+                .into());
+            }
             bail!("{e}");
         }
         if let Some(s) = message.get("stream").and_then(|s| s.as_str()) {

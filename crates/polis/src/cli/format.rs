@@ -21,6 +21,8 @@ enum Part {
         func: Func,
         path: Vec<String>,
         pos: usize,
+        /// A method's string argument: `{{.Label "com.example"}}`.
+        arg: Option<String>,
     },
 }
 
@@ -66,6 +68,13 @@ impl Template {
         self.table
     }
 
+    /// Whether an action reads the top-level field `name` (`{{.Size}}`).
+    pub fn uses_field(&self, name: &str) -> bool {
+        self.parts.iter().any(|p| {
+            matches!(p, Part::Action { path, .. } if path.first().map(String::as_str) == Some(name))
+        })
+    }
+
     /// Renders one value. A missing field is an error, worded as Go words it for a
     /// typed row (`row_type`, as for images and history) or for a map (inspect).
     pub fn render(&self, value: &Value, row_type: Option<&str>) -> Result<String> {
@@ -73,7 +82,12 @@ impl Template {
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
-                Part::Action { func, path, pos } => {
+                Part::Action {
+                    func,
+                    path,
+                    pos,
+                    arg,
+                } => {
                     let found = match lookup(value, path) {
                         Ok(v) => v,
                         Err(missing) => {
@@ -88,6 +102,23 @@ impl Template {
                                 None => bail!("{at}: map has no entry for key \"{missing}\""),
                             }
                         }
+                    };
+                    let empty = Value::String(String::new());
+                    let found = match arg {
+                        Some(key) => found.get(key.as_str()).unwrap_or(&empty),
+                        None => found,
+                    };
+                    // A row's hidden lookup tables are not part of its JSON.
+                    let whole;
+                    let found = if path.is_empty() && row_type.is_some() {
+                        let mut v = found.clone();
+                        if let Some(o) = v.as_object_mut() {
+                            o.retain(|k, _| !HIDDEN_FIELDS.contains(&k.as_str()));
+                        }
+                        whole = v;
+                        &whole
+                    } else {
+                        found
                     };
                     match func {
                         Func::Print => out.push_str(&go_print(found)),
@@ -130,27 +161,47 @@ impl Template {
     }
 }
 
+/// Fields of a row that only serve method calls (`.Label "k"`), left out of `{{json .}}`.
+const HIDDEN_FIELDS: [&str; 1] = ["Label"];
+
 fn parse_action(action: &str, pos: usize) -> Result<Part> {
     let mut words = action.split_whitespace();
     let first = words.next().unwrap_or_default();
-    let (func, arg) = match first {
+    let (func, field) = match first {
         "json" => (Func::Json, words.next()),
         "len" => (Func::Len, words.next()),
         f if f.starts_with('.') => (Func::Print, Some(f)),
         f => bail!("template parsing error: template: :1: function \"{f}\" not defined"),
     };
-    let Some(arg) = arg.filter(|a| a.starts_with('.')) else {
+    let Some(field) = field.filter(|a| a.starts_with('.')) else {
         bail!("template parsing error: template: :1: unsupported action {{{{{action}}}}}");
     };
-    if words.next().is_some() {
-        bail!("template parsing error: template: :1: unsupported action {{{{{action}}}}}");
-    }
-    let path = arg[1..]
+    // A quoted argument to a method, as in `.Label "com.example.key"`.
+    let rest: Vec<&str> = words.collect();
+    let arg = match rest.as_slice() {
+        [] => None,
+        words if func == Func::Print => {
+            let joined = words.join(" ");
+            match joined.strip_prefix('"').and_then(|a| a.strip_suffix('"')) {
+                Some(a) => Some(a.to_string()),
+                None => bail!(
+                    "template parsing error: template: :1: unsupported action {{{{{action}}}}}"
+                ),
+            }
+        }
+        _ => bail!("template parsing error: template: :1: unsupported action {{{{{action}}}}}"),
+    };
+    let path = field[1..]
         .split('.')
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect();
-    Ok(Part::Action { func, path, pos })
+    Ok(Part::Action {
+        func,
+        path,
+        pos,
+        arg,
+    })
 }
 
 /// JSON as Go's encoder writes it: `<`, `>` and `&` escaped for HTML safety.
@@ -206,14 +257,17 @@ fn go_print(v: &Value) -> String {
 /// Go's `text/tabwriter` as docker configures it for tables (minwidth 10, padding 3):
 /// tab-terminated cells are aligned per column; the text after a line's last tab is not.
 pub fn tabwrite(text: &str) -> String {
-    const MIN_WIDTH: usize = 10;
-    const PADDING: usize = 3;
+    tabwrite_with(text, 10, 3)
+}
+
+/// [`tabwrite`] with another minimum cell width and padding (`top` uses 20 and 3).
+pub fn tabwrite_with(text: &str, min_width: usize, padding: usize) -> String {
     let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
     let columns = lines.iter().map(|c| c.len() - 1).max().unwrap_or(0);
     let mut widths = vec![0usize; columns];
     for cells in &lines {
         for (i, cell) in cells[..cells.len() - 1].iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count() + PADDING);
+            widths[i] = widths[i].max(cell.chars().count() + padding);
         }
     }
     let mut out = String::new();
@@ -222,7 +276,7 @@ pub fn tabwrite(text: &str) -> String {
         for (i, cell) in cells.iter().enumerate() {
             out.push_str(cell);
             if i < last {
-                let width = widths[i].max(MIN_WIDTH);
+                let width = widths[i].max(min_width);
                 out.push_str(&" ".repeat(width - cell.chars().count()));
             }
         }
@@ -269,12 +323,205 @@ fn scaled(size: f64, base: f64, units: &'static [&'static str]) -> (f64, &'stati
 
 /// docker's image sizes: decimal units, three significant digits ("1.98MB").
 pub fn human_size(bytes: i64) -> String {
+    human_size_precision(bytes, 3)
+}
+
+/// go-units' `HumanSizeWithPrecision`: decimal units, `precision` significant digits.
+pub fn human_size_precision(bytes: i64, precision: usize) -> String {
     let (size, unit) = scaled(
         bytes as f64,
         1000.0,
         &["B", "kB", "MB", "GB", "TB", "PB", "EB"],
     );
-    format!("{}{unit}", format_g(size, 3))
+    format!("{}{unit}", format_g(size, precision))
+}
+
+/// Go's `strconv.Quote`: double quotes, with `"`, `\\` and control characters escaped.
+pub fn go_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\u{b}' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// docker's `GetTimestamp` for `--since`/`--until`: a unix time stays as it is, a
+/// duration ("10m", "1h30m") counts back from `now`, a date ("2013-01-02",
+/// "2013-01-02T13:23:37Z", with an offset or none for UTC) becomes "SECONDS.NANOS".
+pub fn timestamp(value: &str, now: std::time::SystemTime) -> Result<String> {
+    let is_number = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    match value.split_once('.') {
+        Some((a, b)) if is_number(a) && is_number(b) => return Ok(value.to_string()),
+        None if is_number(value) => return Ok(value.to_string()),
+        _ => {}
+    }
+    if let Some(d) = go_duration(value) {
+        let now = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        return Ok(format!("{}", (now - d).floor() as i64));
+    }
+    if let Some((secs, nanos)) = parse_date(value) {
+        return Ok(format!("{secs}.{nanos:09}"));
+    }
+    bail!("invalid value for \"since\": failed to parse value as time or duration: \"{value}\"")
+}
+
+/// Go's `time.ParseDuration`, in seconds.
+fn go_duration(s: &str) -> Option<f64> {
+    let (negative, mut rest) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0.0;
+    while !rest.is_empty() {
+        let n_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..n_end].parse().ok()?;
+        rest = &rest[n_end..];
+        let u_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = match &rest[..u_end] {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += number * unit;
+        rest = &rest[u_end..];
+    }
+    Some(if negative { -total } else { total })
+}
+
+/// `YYYY-MM-DD[THH[:MM[:SS[.fraction]]]][Z|±HH:MM]` → (unix seconds, nanoseconds).
+fn parse_date(s: &str) -> Option<(i64, u32)> {
+    let num = |t: &str| -> Option<i64> {
+        (!t.is_empty() && t.chars().all(|c| c.is_ascii_digit()))
+            .then(|| t.parse().ok())
+            .flatten()
+    };
+    let (date, time) = match s.split_once('T') {
+        Some((d, t)) => (d, Some(t)),
+        None => (s, None),
+    };
+    let mut d = date.split('-');
+    let (year, month, day) = (num(d.next()?)?, num(d.next()?)?, num(d.next()?)?);
+    if d.next().is_some() || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let (mut secs_of_day, mut nanos, mut offset) = (0i64, 0u32, 0i64);
+    if let Some(t) = time {
+        let (clock, zone) = if let Some(c) = t.strip_suffix('Z') {
+            (c, None)
+        } else if let Some(i) = t.rfind(['+', '-']) {
+            (&t[..i], Some(&t[i..]))
+        } else {
+            (t, None)
+        };
+        if let Some(z) = zone {
+            let sign = if z.starts_with('-') { -1 } else { 1 };
+            let (h, m) = z[1..].split_once(':')?;
+            offset = sign * (num(h)? * 3600 + num(m)? * 60);
+        }
+        let (clock, fraction) = match clock.split_once('.') {
+            Some((c, f)) => (c, Some(f)),
+            None => (clock, None),
+        };
+        let parts: Vec<&str> = clock.split(':').collect();
+        if parts.is_empty() || parts.len() > 3 {
+            return None;
+        }
+        let units = [3600, 60, 1];
+        for (p, unit) in parts.iter().zip(units) {
+            secs_of_day += num(p)? * unit;
+        }
+        if let Some(f) = fraction {
+            let digits: String = f.chars().take(9).collect();
+            nanos = format!("{digits:0<9}").parse().ok()?;
+        }
+    }
+    let days = days_from_civil(year, month, day);
+    Some((days * 86_400 + secs_of_day - offset, nanos))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Prints inspect results as docker does: the JSON array (indented), or one template
+/// line per object (an empty line when nothing was printed, even when the template
+/// fails).
+pub fn print_inspect(raws: &[hyper::body::Bytes], template: Option<&Template>) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    match template {
+        Some(t) => {
+            let mut text = String::new();
+            let mut failed = None;
+            for raw in raws {
+                let value: Value = serde_json::from_slice(raw)?;
+                match t.render(&value, None) {
+                    Ok(line) => {
+                        text.push_str(&line);
+                        text.push('\n');
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            if text.is_empty() {
+                text.push('\n');
+            }
+            out.write_all(text.as_bytes())?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+        }
+        None => {
+            let mut joined = b"[".to_vec();
+            for (i, raw) in raws.iter().enumerate() {
+                if i > 0 {
+                    joined.push(b',');
+                }
+                joined.extend_from_slice(raw);
+            }
+            joined.push(b']');
+            writeln!(out, "{}", indent_json(&joined))?;
+        }
+    }
+    Ok(())
 }
 
 /// docker's memory sizes: binary units, four significant digits ("7.763GiB").
@@ -462,6 +709,34 @@ mod tests {
         assert_eq!(
             tabwrite("REPOSITORY\tTAG\tSIZE\nbusybox\tlocal\t1.98MB\n"),
             "REPOSITORY   TAG       SIZE\nbusybox      local     1.98MB\n"
+        );
+    }
+
+    #[test]
+    fn quotes_labels_and_timestamps() {
+        assert_eq!(go_quote("sh -c \"x\"\n"), "\"sh -c \\\"x\\\"\\n\"");
+        let t = Template::parse("{{.Label \"a.b\"}}|{{.Label \"nope\"}}|{{json .}}").unwrap();
+        let row = json!({"Label": {"a.b": "v"}, "ID": "x"});
+        assert_eq!(t.render(&row, Some("row")).unwrap(), "v||{\"ID\":\"x\"}");
+        let epoch = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        assert_eq!(timestamp("10m", epoch).unwrap(), "999400");
+        assert_eq!(timestamp("1700000000", epoch).unwrap(), "1700000000");
+        assert_eq!(
+            timestamp("2020-01-01T00:00:00Z", epoch).unwrap(),
+            "1577836800.000000000"
+        );
+        assert_eq!(
+            timestamp("2020-01-01", epoch).unwrap(),
+            "1577836800.000000000"
+        );
+        assert_eq!(
+            timestamp("2020-01-01T01:00:00.5+01:00", epoch).unwrap(),
+            "1577836800.500000000"
+        );
+        assert!(timestamp("yesterday", epoch).is_err());
+        assert_eq!(
+            tabwrite_with("UID\tPID\tCMD\nroot\t1\tsleep\n", 20, 3),
+            "UID                 PID                 CMD\nroot                1                   sleep\n"
         );
     }
 

@@ -134,7 +134,12 @@ pub struct InspectArgs {
 }
 
 /// Prints `rows` with `format` (a table gets its header and aligned columns).
-fn print_rows(format: &str, titles: &[(&str, &str)], row_type: &str, rows: &[Value]) -> Result<()> {
+pub(super) fn print_rows(
+    format: &str,
+    titles: &[(&str, &str)],
+    row_type: &str,
+    rows: &[Value],
+) -> Result<()> {
     let template = Template::parse(format)?;
     let mut text = String::new();
     if template.is_table() {
@@ -386,7 +391,7 @@ pub async fn save(c: &Client, a: SaveArgs) -> Result<()> {
 }
 
 /// A new file in `dir` for a save in progress.
-fn tempfile_in(dir: &std::path::Path) -> Result<(PathBuf, std::fs::File)> {
+pub(super) fn tempfile_in(dir: &std::path::Path) -> Result<(PathBuf, std::fs::File)> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -477,46 +482,7 @@ pub async fn inspect(c: &Client, a: InspectArgs) -> Result<()> {
             Err(e) => errors.push(format!("{e:#}")),
         }
     }
-    let mut out = std::io::stdout();
-    match &template {
-        Some(t) => {
-            // As docker's template inspector: a line per image, and an empty line when
-            // nothing was printed (even when the template fails).
-            let mut text = String::new();
-            let mut failed = None;
-            for raw in &raws {
-                let value: Value = serde_json::from_slice(raw).context("decode the image")?;
-                match t.render(&value, None) {
-                    Ok(line) => {
-                        text.push_str(&line);
-                        text.push('\n');
-                    }
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
-                    }
-                }
-            }
-            if text.is_empty() {
-                text.push('\n');
-            }
-            out.write_all(text.as_bytes())?;
-            if let Some(e) = failed {
-                return Err(e);
-            }
-        }
-        None => {
-            let mut joined = b"[".to_vec();
-            for (i, raw) in raws.iter().enumerate() {
-                if i > 0 {
-                    joined.push(b',');
-                }
-                joined.extend_from_slice(raw);
-            }
-            joined.push(b']');
-            writeln!(out, "{}", format::indent_json(&joined))?;
-        }
-    }
+    format::print_inspect(&raws, template.as_ref())?;
     if !errors.is_empty() {
         bail!("{}", errors.join("\n"));
     }

@@ -188,6 +188,12 @@ pub fn create(
             .as_ref()
             .and_then(|c| c.stop_signal.clone());
     }
+    // The image's labels, under the container's own (which win), as Docker merges them.
+    if let Some(image_labels) = image_config.config.as_ref().and_then(|c| c.labels.as_ref()) {
+        for (k, v) in image_labels {
+            spec.labels.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
     let layers = images.layers(&spec.image).map_err(image_err)?;
     crate::hostspec::prepare(&mut spec)?;
     let id = crate::metadata::random_hex(32);

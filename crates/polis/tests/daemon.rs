@@ -551,3 +551,33 @@ fn unsupported_create_options_are_refused() {
     }
     assert_eq!(d.docker(&["ps", "-aq"]).1.trim(), "");
 }
+
+#[test]
+fn image_labels_merge_under_the_containers_own() {
+    let d = Daemon::start("labels");
+    let tar = busybox_tar(&d.dir);
+    let (code, _, err) = d.docker_in(
+        &[
+            "import",
+            "-c",
+            "LABEL from=image keep=image",
+            "-c",
+            "CMD [\"true\"]",
+            "-",
+            "labelled:1",
+        ],
+        Some(&tar),
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = d.docker(&[
+        "create",
+        "--name",
+        "lab",
+        "-l",
+        "from=container",
+        "labelled:1",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (_, labels, _) = d.docker(&["inspect", "-f", "{{json .Config.Labels}}", "lab"]);
+    assert_eq!(labels.trim(), r#"{"from":"container","keep":"image"}"#);
+}

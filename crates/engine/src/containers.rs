@@ -356,7 +356,7 @@ pub fn remove(layout: &Layout, md: &Metadata, container: &Container, force: bool
     first.map_or(Ok(()), Err)
 }
 
-fn is_mounted(path: &Path) -> bool {
+pub(crate) fn is_mounted(path: &Path) -> bool {
     std::fs::read_to_string("/proc/self/mountinfo")
         .map(|m| {
             m.lines()

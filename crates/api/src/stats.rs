@@ -30,7 +30,14 @@ async fn read(
     blocking(move || {
         let live = containers::state(&st.layout, &c.id);
         let sample = match docker_status(&live).0 {
-            "running" | "paused" => Some(sample(&st.layout, &c.id, live.pid)?),
+            "running" | "paused" => match sample(&st.layout, &c.id, live.pid) {
+                Ok(s) => Some(s),
+                // It stopped while we read its cgroup: nothing to report.
+                Err(_) if docker_status(&containers::state(&st.layout, &c.id)).0 == "exited" => {
+                    None
+                }
+                Err(e) => return Err(e),
+            },
             _ => None,
         };
         Ok((c.name, c.id, sample))

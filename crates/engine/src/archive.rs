@@ -240,74 +240,35 @@ pub fn open(rootfs: &Path, path: &str, container: &str) -> Result<Resource> {
     let root = open_root(rootfs)?;
     let abs = preserve_trailing(clean_abs(path), path);
     let name = go_base(&abs);
+    // Docker's errors for a path that cannot be looked at: 404 when it is missing.
+    let lstat_err = |e: Errno| match e {
+        Errno::ENOENT => not_found(path, container),
+        e => Error::InvalidInput(format!("lstat {abs}: {}", lower_desc(e))),
+    };
     let follow = abs == "/" || abs.ends_with('/') || abs.ends_with("/.");
     let (st, source) = if follow {
-        let fd = match root.resolve(Path::new(&abs)) {
-            Ok(fd) => fd,
-            Err(Errno::ENOENT) => return Err(not_found(path, container)),
-            Err(e) => {
-                return Err(Error::InvalidInput(format!(
-                    "lstat {abs}: {}",
-                    lower_desc(e)
-                )))
-            }
-        };
-        let st = fstat(&fd).map_err(|e| Error::io("stat", &abs, e.into()))?;
+        let fd = root.resolve(Path::new(&abs)).map_err(lstat_err)?;
+        let st = fstat(&fd).map_err(lstat_err)?;
         if !is_type(&st, libc::S_IFDIR) {
-            return Err(Error::InvalidInput(format!("lstat {abs}: not a directory")));
+            return Err(lstat_err(Errno::ENOTDIR));
         }
         let fd = reopen_dir(&fd, &abs)?;
-        (
-            st,
-            Source::Dir {
-                fd,
-                top: name.clone(),
-            },
-        )
+        let top = name.clone();
+        (st, Source::Dir { fd, top })
     } else {
         let parent_path = parent_of(&abs);
-        let parent = match root.resolve(Path::new(parent_path)) {
-            Ok(fd) => fd,
-            Err(Errno::ENOENT) => return Err(not_found(path, container)),
-            Err(e) => {
-                return Err(Error::InvalidInput(format!(
-                    "lstat {abs}: {}",
-                    lower_desc(e)
-                )))
-            }
-        };
-        let parent = match reopen_dir(&parent, parent_path) {
-            Ok(fd) => fd,
-            Err(_) => return Err(Error::InvalidInput(format!("lstat {abs}: not a directory"))),
-        };
+        let parent = root.resolve(Path::new(parent_path)).map_err(lstat_err)?;
+        let parent = reopen_dir(&parent, parent_path).map_err(|_| lstat_err(Errno::ENOTDIR))?;
         let base = OsString::from(&name);
-        let st = match fstatat(&parent, base.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(st) => st,
-            Err(Errno::ENOENT) => return Err(not_found(path, container)),
-            Err(e) => {
-                return Err(Error::InvalidInput(format!(
-                    "lstat {abs}: {}",
-                    lower_desc(e)
-                )))
-            }
-        };
+        let st =
+            fstatat(&parent, base.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW).map_err(lstat_err)?;
+        let top = name.clone();
         if is_type(&st, libc::S_IFDIR) {
-            let fd = open_subdir(&parent, &base)
-                .map_err(|e| Error::InvalidInput(format!("open {abs}: {}", lower_desc(e))))?;
-            (
-                st,
-                Source::Dir {
-                    fd,
-                    top: name.clone(),
-                },
-            )
+            let fd = open_subdir(&parent, &base).map_err(lstat_err)?;
+            (st, Source::Dir { fd, top })
         } else {
-            let source = Source::Entry {
-                parent,
-                name: base,
-                top: name.clone(),
-            };
-            (st, source)
+            let name = base;
+            (st, Source::Entry { parent, name, top })
         }
     };
     let link_target = if is_type(&st, libc::S_IFLNK) {
@@ -979,6 +940,92 @@ mod tests {
         assert_eq!(go_base("/etc/"), "etc");
         assert_eq!(go_base("/etc/."), ".");
         assert_eq!(go_base("/"), "/");
+    }
+
+    fn names(tar: &[u8]) -> Vec<(String, String)> {
+        let mut a = tar::Archive::new(tar);
+        a.entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+                let link = e
+                    .link_name_bytes()
+                    .map(|l| String::from_utf8_lossy(&l).into_owned())
+                    .unwrap_or_default();
+                (name, link)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn archives_name_entries_as_docker_and_extract_stays_inside() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("rootfs");
+        let long = "n".repeat(120);
+        std::fs::create_dir_all(root.join("etc/sub")).unwrap();
+        std::fs::write(root.join("etc/sub").join(&long), "x").unwrap();
+        std::os::unix::fs::symlink("/".to_string() + &"t".repeat(110), root.join("etc/ln"))
+            .unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("escape")).unwrap();
+
+        let mut out = Vec::new();
+        open(&root, "/etc", "c")
+            .unwrap()
+            .write_tar(&mut out)
+            .unwrap();
+        let got = names(&out);
+        assert_eq!(got[0], ("etc/".to_string(), String::new()));
+        assert!(got.contains(&("etc/ln".to_string(), "/".to_string() + &"t".repeat(110))));
+        assert!(got.contains(&(format!("etc/sub/{long}"), String::new())));
+        let mut out = Vec::new();
+        open(&root, "/etc/.", "c")
+            .unwrap()
+            .write_tar(&mut out)
+            .unwrap();
+        assert_eq!(names(&out)[0].0, "./");
+        assert!(names(&out).iter().any(|(n, _)| n == "./sub/"));
+        let stat = stat(&root, "/escape/sub", "c").unwrap();
+        assert_eq!(stat.mode & (1 << 31), 1 << 31);
+        assert_eq!(stat.name, "sub");
+        assert_eq!(
+            self::stat(&root, "/escape", "c").unwrap().link_target,
+            "/etc"
+        );
+        assert!(matches!(
+            self::stat(&root, "/nope", "c"),
+            Err(Error::FileNotFound { .. })
+        ));
+
+        // Extracting through the planted link lands in the rootfs's /etc.
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(2);
+        h.set_mode(0o600);
+        tar.append_data(&mut h, "in", &b"ok"[..]).unwrap();
+        let tar = tar.into_inner().unwrap();
+        extract(&root, "/escape", "c", ExtractOptions::default(), &tar[..]).unwrap();
+        assert_eq!(std::fs::read(root.join("etc/in")).unwrap(), b"ok");
+        let mode = std::fs::metadata(root.join("etc/in"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let opts = ExtractOptions {
+            no_overwrite_dir_non_dir: true,
+            owner: Some((1000, 1000)),
+        };
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(0);
+        h.set_mode(0o644);
+        tar.append_data(&mut h, "sub", &b""[..]).unwrap();
+        let tar = tar.into_inner().unwrap();
+        let err = extract(&root, "/etc", "c", opts, &tar[..]).unwrap_err();
+        assert!(
+            err.to_string().contains("cannot overwrite directory"),
+            "{err}"
+        );
     }
 
     #[test]

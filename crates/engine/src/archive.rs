@@ -748,7 +748,7 @@ impl Extractor {
                 }
                 self.dirs.push((path.clone(), mtime));
             }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 let fd = openat(
                     &parent,
                     name.as_os_str(),

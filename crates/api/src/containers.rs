@@ -25,7 +25,7 @@ use crate::AppState;
 
 pub fn engine_error(e: EngineError) -> Response {
     let status = match &e {
-        EngineError::NotFound(_) => StatusCode::NOT_FOUND,
+        EngineError::NotFound(_) | EngineError::FileNotFound { .. } => StatusCode::NOT_FOUND,
         EngineError::Conflict(_) => StatusCode::CONFLICT,
         EngineError::InvalidInput(_) => StatusCode::BAD_REQUEST,
         EngineError::Image(polis_image::Error::ImageNotFound(_)) => StatusCode::NOT_FOUND,
@@ -35,7 +35,7 @@ pub fn engine_error(e: EngineError) -> Response {
     error(status, e.to_string())
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
 ) -> Result<T, Response> {
     match tokio::task::spawn_blocking(f).await {
@@ -44,7 +44,7 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-fn find(state: &AppState, key: &str) -> Result<Container, Response> {
+pub(crate) fn find(state: &AppState, key: &str) -> Result<Container, Response> {
     state.metadata.find(key).map_err(engine_error)
 }
 
@@ -271,7 +271,7 @@ pub async fn create(
 }
 
 /// The container named in the path, with its live state from its shim.
-async fn find_live(
+pub(crate) async fn find_live(
     state: &Arc<AppState>,
     key: &str,
 ) -> Result<(Container, polis_shim::protocol::ContainerState), Response> {
@@ -649,7 +649,7 @@ pub async fn remove(
 
 /// Docker's status word and exit code: "restarting" while the supervisor waits to
 /// restart it (with the exit it restarts from), else what the shim says.
-fn docker_status(
+pub(crate) fn docker_status(
     s: &polis_shim::protocol::ContainerState,
     restarting: Option<&crate::restart::Restarting>,
 ) -> (&'static str, i32) {
@@ -662,56 +662,6 @@ fn docker_status(
         "paused" => ("paused", 0),
         "created" => ("created", 0),
         _ => ("exited", code),
-    }
-}
-
-pub async fn list(
-    State(state): State<Arc<AppState>>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let all = matches!(q.get("all").map(String::as_str), Some("1" | "true"));
-    let st = state.clone();
-    let rows = blocking(move || {
-        let mut rows = Vec::new();
-        for c in st.metadata.containers()? {
-            let s = containers::state(&st.layout, &c.id);
-            let restarting = st.restarts.restarting(&c.id);
-            let (status, code) = docker_status(&s, restarting.as_ref());
-            if !all && !matches!(status, "running" | "paused" | "restarting") {
-                continue;
-            }
-            let human = match (status, &restarting) {
-                ("running", _) => "Up".to_string(),
-                ("paused", _) => "Up (Paused)".to_string(),
-                ("created", _) => "Created".to_string(),
-                (_, Some(r)) => format!(
-                    "Restarting ({code}) {} ago",
-                    crate::clock::human(crate::clock::between(
-                        &r.finished_at,
-                        &polis_runtime::state::now_rfc3339()
-                    ))
-                ),
-                _ => format!("Exited ({code})"),
-            };
-            let created = polis_image::config::parse_rfc3339(&c.created).unwrap_or(0);
-            let command = std::iter::once(c.path.clone())
-                .chain(c.args.iter().cloned())
-                .collect::<Vec<_>>()
-                .join(" ");
-            rows.push(json!({
-                "Id": c.id, "Names": [format!("/{}", c.name)], "Image": c.spec.image,
-                "ImageID": c.image_id, "Command": command, "Created": created,
-                "State": status, "Status": human, "Ports": [], "Labels": c.spec.labels,
-                "Mounts": mounts::mount_points(&c.spec.host),
-                "HostConfig": { "NetworkMode": c.spec.host.network_mode },
-            }));
-        }
-        Ok(rows)
-    })
-    .await;
-    match rows {
-        Ok(rows) => Json(rows).into_response(),
-        Err(r) => r,
     }
 }
 

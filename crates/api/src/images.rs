@@ -45,7 +45,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// A request body as a blocking reader, for use on the blocking pool.
-fn body_reader(body: Body) -> impl Read + Send + 'static {
+pub(crate) fn body_reader(body: Body) -> impl Read + Send + 'static {
     let stream = body
         .into_data_stream()
         .map_err(|e| std::io::Error::other(e.to_string()));

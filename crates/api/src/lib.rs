@@ -5,14 +5,23 @@
 // but built once, on the error path.
 #![allow(clippy::result_large_err)]
 
+mod archive;
+mod changes;
 mod clock;
+mod commit;
 mod containers;
 mod detach;
 mod exec;
+mod filters;
 mod images;
 mod logs;
+mod prune;
+mod ps;
+mod rename;
 mod restart;
+mod stats;
 mod system;
+mod top;
 mod update;
 mod versioning;
 
@@ -71,7 +80,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/images/get", get(images::save))
         .route("/images/load", post(images::load))
         .route("/containers/create", post(containers::create))
-        .route("/containers/json", get(containers::list))
+        .route("/containers/json", get(ps::list))
+        .route("/containers/prune", post(prune::prune))
+        .route("/commit", post(commit::commit))
         .route("/containers/{id}/json", get(containers::inspect))
         .route("/containers/{id}/start", post(containers::start))
         .route("/containers/{id}/wait", post(containers::wait))
@@ -88,6 +99,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/containers/{id}/unpause", post(containers::unpause))
         .route("/containers/{id}/resize", post(containers::resize))
         .route("/containers/{id}/update", post(update::update))
+        .route(
+            "/containers/{id}/archive",
+            get(archive::get).head(archive::head).put(archive::put),
+        )
+        .route("/containers/{id}/export", get(archive::export))
+        .route("/containers/{id}/changes", get(changes::changes))
+        .route("/containers/{id}/top", get(top::top))
+        .route("/containers/{id}/stats", get(stats::stats))
+        .route("/containers/{id}/rename", post(rename::rename))
         .route(
             "/containers/{id}",
             axum::routing::delete(containers::remove),

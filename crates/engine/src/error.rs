@@ -30,6 +30,9 @@ pub enum Error {
     InvalidInput(String),
     #[error("No such container: {0}")]
     NotFound(String),
+    /// A path missing in a container (`docker cp`), named as the client gave both.
+    #[error("Could not find the file {path} in container {container}")]
+    FileNotFound { path: String, container: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

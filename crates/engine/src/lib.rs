@@ -2,6 +2,8 @@
 //! keeps one daemon per root, and the metadata store; container supervision builds on
 //! these.
 
+pub mod archive;
+pub mod commit;
 pub mod config;
 pub mod containers;
 pub mod devices;
@@ -19,6 +21,8 @@ pub mod resources;
 pub mod restart;
 pub mod seccomp_profile;
 pub mod security;
+pub mod stats;
+pub mod top;
 pub mod update;
 
 pub use config::DaemonConfig;

@@ -155,6 +155,40 @@ impl Metadata {
         write.commit().map_err(|e| self.err(e))
     }
 
+    /// Renames container `id` to `new` in one transaction: its record and the name
+    /// index change together. Docker's 409 if another container has the name.
+    pub fn rename(&self, id: &str, new: &str) -> Result<Container> {
+        let write = self.db.begin_write().map_err(|e| self.err(e))?;
+        let renamed = {
+            let mut names = write.open_table(NAMES).map_err(|e| self.err(e))?;
+            if let Some(owner) = names.get(new).map_err(|e| self.err(e))? {
+                return Err(Error::Conflict(format!(
+                    "Error when allocating new name: Conflict. The container name \"/{new}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                    owner.value()
+                )));
+            }
+            let mut table = write.open_table(CONTAINERS).map_err(|e| self.err(e))?;
+            let mut c: Container = match table.get(id).map_err(|e| self.err(e))? {
+                Some(v) => serde_json::from_str(v.value()).map_err(|e| self.err(e))?,
+                None => return Err(Error::NotFound(id.to_string())),
+            };
+            let owned = names
+                .get(c.name.as_str())
+                .map_err(|e| self.err(e))?
+                .is_some_and(|v| v.value() == id);
+            if owned {
+                names.remove(c.name.as_str()).map_err(|e| self.err(e))?;
+            }
+            names.insert(new, id).map_err(|e| self.err(e))?;
+            c.name = new.to_string();
+            let json = serde_json::to_string(&c).map_err(|e| self.err(e))?;
+            table.insert(id, json.as_str()).map_err(|e| self.err(e))?;
+            c
+        };
+        write.commit().map_err(|e| self.err(e))?;
+        Ok(renamed)
+    }
+
     pub fn containers(&self) -> Result<Vec<Container>> {
         let read = self.db.begin_read().map_err(|e| self.err(e))?;
         let Ok(table) = read.open_table(CONTAINERS) else {

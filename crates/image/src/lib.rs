@@ -1,9 +1,11 @@
 //! Polis's local image store: content-addressed blobs, an index of images and references,
-//! `import` of root filesystem tars, `load` and `save` of docker-archive tars, and the
-//! mapping of an image config onto an OCI runtime process.
+//! `import` of root filesystem tars, `commit` of a container's changes, `load` and `save`
+//! of docker-archive tars, and the mapping of an image config onto an OCI runtime process.
 
 mod archive;
 pub use archive::LoadedImage;
+mod commit;
+pub use commit::{CommitOptions, EMPTY_LAYER_DIGEST};
 pub mod config;
 mod content;
 mod digest;

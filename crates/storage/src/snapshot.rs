@@ -460,6 +460,12 @@ impl Snapshotter {
         Ok(self.container_dir(key).join("upper"))
     }
 
+    /// The image layers under container `key`'s upper directory, top first.
+    pub fn lower_dirs(&self, key: &str) -> Result<Vec<PathBuf>> {
+        let info = self.container_info(key)?;
+        Ok(info.lowers.iter().map(|id| self.fs_dir(*id)).collect())
+    }
+
     /// Writes container `key`'s changes as an uncompressed layer tar.
     pub fn diff(&self, key: &str, out: impl Write) -> Result<()> {
         crate::diff::diff(&self.upper_dir(key)?, out)

@@ -1151,9 +1151,8 @@ fn terminals_and_pause() {
     assert_eq!(d.polis(&["rm", "-f", "box", "detached"]).0, 0);
 }
 
-/// Verbs whose daemon side is being written (rename, top, cp, commit, export, diff,
-/// stats, update, prune, logs --since/--until/-t, ps -n/--filter): run with
-/// `--ignored` once the daemon serves them.
+/// rename, top, cp, commit, export, diff, stats, update, prune, logs
+/// --since/--until/-t and ps -n/--filter, through the polis CLI.
 #[test]
 fn filesystem_and_management_verbs() {
     let d = Daemon::start("cli-more");

@@ -69,8 +69,9 @@ pub struct CreateBody {
     rest: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Whether a JSON value is the client's "not set": null, false, 0, "", [] or {}.
-fn unset(v: &serde_json::Value) -> bool {
+/// Whether a JSON value is the client's "not set": null, false, 0, "", [] or {}. (An
+/// object with keys is set: `Volumes: {"/data": {}}` asks for a volume.)
+pub(crate) fn unset(v: &serde_json::Value) -> bool {
     use serde_json::Value;
     match v {
         Value::Null => true,

@@ -11,6 +11,7 @@ use polis_engine::update::{self, UpdateConfig};
 use serde_json::json;
 
 use crate::containers::engine_error;
+use crate::containers::unset;
 use crate::versioning::error;
 use crate::AppState;
 
@@ -29,17 +30,10 @@ const APPLIED: [&str; 11] = [
     "RestartPolicy",
 ];
 
-/// Whether a JSON value is the client's "not set": null, 0, "", [], {} or false.
-fn unset(v: &serde_json::Value) -> bool {
-    use serde_json::Value;
-    match v {
-        Value::Null => true,
-        Value::Bool(b) => !b,
-        Value::Number(n) => n.as_f64() == Some(0.0),
-        Value::String(s) => s.is_empty(),
-        Value::Array(a) => a.is_empty(),
-        Value::Object(o) => o.values().all(unset),
-    }
+/// Not set, down to the leaves: the CLI sends every resource field of an update, its
+/// objects filled with zero values.
+fn unset_deep(v: &serde_json::Value) -> bool {
+    unset(v) || v.as_object().is_some_and(|o| o.values().all(unset_deep))
 }
 
 pub async fn update(
@@ -58,7 +52,7 @@ pub async fn update(
     };
     if let Some((k, _)) = raw
         .iter()
-        .find(|(k, v)| !APPLIED.contains(&k.as_str()) && !unset(v))
+        .find(|(k, v)| !APPLIED.contains(&k.as_str()) && !unset_deep(v))
     {
         return error(
             StatusCode::BAD_REQUEST,

@@ -14,16 +14,7 @@ fn invalid(msg: impl Into<String>) -> Error {
     Error::InvalidInput(msg.into())
 }
 
-const IPC_SYSCTLS: [&str; 8] = [
-    "kernel.msgmax",
-    "kernel.msgmnb",
-    "kernel.msgmni",
-    "kernel.sem",
-    "kernel.shmall",
-    "kernel.shmmax",
-    "kernel.shmmni",
-    "kernel.shm_rmid_forced",
-];
+use polis_runtime::spec::IPC_SYSCTLS;
 
 /// A sysctl is allowed where the container has its own copy (runc's rules and words).
 fn check_sysctl(key: &str, host_network: bool) -> Result<()> {
@@ -50,7 +41,7 @@ fn check_sysctl(key: &str, host_network: bool) -> Result<()> {
 }
 
 /// The rlimits `--ulimit` names.
-const ULIMITS: [&str; 16] = [
+pub const ULIMITS: [&str; 16] = [
     "as",
     "core",
     "cpu",

@@ -149,6 +149,18 @@ pub fn validate(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
+/// The sysctls of the ipc namespace (besides fs.mqueue.*).
+pub const IPC_SYSCTLS: [&str; 8] = [
+    "kernel.msgmax",
+    "kernel.msgmnb",
+    "kernel.msgmni",
+    "kernel.sem",
+    "kernel.shmall",
+    "kernel.shmmax",
+    "kernel.shmmni",
+    "kernel.shm_rmid_forced",
+];
+
 /// A sysctl is allowed only where the container has its own copy of it, as with runc:
 /// IPC keys need an ipc namespace, net.* a network namespace, names a uts namespace.
 fn check_sysctl(key: &str, private: &dyn Fn(LinuxNamespaceType) -> bool) -> Result<()> {
@@ -156,17 +168,7 @@ fn check_sysctl(key: &str, private: &dyn Fn(LinuxNamespaceType) -> bool) -> Resu
     if key.is_empty() || key.contains("..") || key.starts_with(['.', '/']) {
         return bad("invalid name");
     }
-    const IPC: [&str; 8] = [
-        "kernel.msgmax",
-        "kernel.msgmnb",
-        "kernel.msgmni",
-        "kernel.sem",
-        "kernel.shmall",
-        "kernel.shmmax",
-        "kernel.shmmni",
-        "kernel.shm_rmid_forced",
-    ];
-    let (ns, what) = if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+    let (ns, what) = if IPC_SYSCTLS.contains(&key) || key.starts_with("fs.mqueue.") {
         (LinuxNamespaceType::Ipc, "ipc")
     } else if key.starts_with("net.") {
         (LinuxNamespaceType::Network, "network")

@@ -527,24 +527,7 @@ pub fn parse_nano_cpus(s: &str) -> Result<i64, String> {
     Ok(if s.starts_with('-') { -nanos } else { nanos })
 }
 
-const ULIMITS: [&str; 16] = [
-    "as",
-    "core",
-    "cpu",
-    "data",
-    "fsize",
-    "locks",
-    "memlock",
-    "msgqueue",
-    "nice",
-    "nofile",
-    "nproc",
-    "rss",
-    "rtprio",
-    "rttime",
-    "sigpending",
-    "stack",
-];
+use polis_engine::limits::ULIMITS;
 
 /// `name=soft[:hard]`.
 fn parse_ulimit(s: &str) -> Result<Ulimit, String> {

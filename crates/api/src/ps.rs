@@ -75,8 +75,9 @@ pub struct Row {
 }
 
 impl Row {
+    /// Docker's `Running`: also true while paused or waiting to restart.
     fn running(&self) -> bool {
-        matches!(self.state, "running" | "paused")
+        matches!(self.state, "running" | "paused" | "restarting")
     }
 
     /// Docker's `State.String()`: `Up 3 seconds`, `Exited (0) 2 minutes ago`, `Created`.

@@ -121,6 +121,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// How long requests in progress may take once the daemon is told to stop.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Serve `router` on the unix socket `path` until `shutdown` completes; the socket file
 /// is removed on the way out.
 pub async fn serve_unix(
@@ -152,12 +155,29 @@ pub async fn serve_unix(
     // Versioned paths (/v1.41/info) reach the same routes: the prefix is checked and
     // dropped before routing.
     let app = axum::middleware::from_fn(versioning::strip_version_prefix).layer(router);
-    let result = axum::serve(
+    // On shutdown, requests in progress get a moment to finish; streams that would not
+    // end by themselves (logs -f, a wait on a running container) are then cut, as
+    // Docker cuts them: their containers go on without the daemon.
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let signal = {
+        let stopping = stopping.clone();
+        async move {
+            shutdown.await;
+            stopping.notify_one();
+        }
+    };
+    let serve = axum::serve(
         listener,
         axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
     )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    .with_graceful_shutdown(signal);
+    let result = tokio::select! {
+        r = serve => r,
+        () = async {
+            stopping.notified().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => Ok(()),
+    };
     let _ = std::fs::remove_file(path);
     result.map_err(|e| Error::Io {
         op: "serve on",

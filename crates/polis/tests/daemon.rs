@@ -592,3 +592,48 @@ fn image_labels_merge_under_the_containers_own() {
     let (_, labels, _) = d.docker(&["inspect", "-f", "{{json .Config.Labels}}", "lab"]);
     assert_eq!(labels.trim(), r#"{"from":"container","keep":"image"}"#);
 }
+
+/// SIGTERM stops the daemon even while clients follow logs or are attached; the
+/// container goes on and the next daemon finds it.
+#[test]
+fn sigterm_cuts_open_streams() {
+    let mut d = Daemon::start("sigterm-streams");
+    import_busybox(&d);
+    let (code, _, err) = d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "talker",
+        "busybox:local",
+        "sh",
+        "-c",
+        "while true; do echo tick; sleep 0.2; done",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let follow = |args: &[&str]| {
+        Command::new(DOCKER)
+            .env("DOCKER_HOST", d.host())
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut logs = follow(&["logs", "-f", "talker"]);
+    let mut attach = follow(&["attach", "--no-stdin", "talker"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    assert_eq!(d.stop(), 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    for c in [&mut logs, &mut attach] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    d.spawn();
+    let (_, state, _) = d.docker(&["inspect", "-f", "{{.State.Status}}", "talker"]);
+    assert_eq!(state.trim(), "running");
+}

@@ -16,7 +16,7 @@ use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, Result};
 use crate::import::{
     check_tar_stream, decompressed, detect_compression, has_parent_component, Compression,
-    MEDIA_LAYER_GZIP, MEDIA_LAYER_TAR, MEDIA_MANIFEST,
+    MEDIA_LAYER_GZIP, MEDIA_LAYER_TAR, MEDIA_LAYER_ZSTD, MEDIA_MANIFEST,
 };
 use crate::reference::Reference;
 use crate::store::{ImageId, ImageStore, LayerRecord};
@@ -408,6 +408,7 @@ impl ImageStore {
                 digest: blob.clone(),
                 media_type: match compression {
                     Compression::Gzip => MEDIA_LAYER_GZIP,
+                    Compression::Zstd => MEDIA_LAYER_ZSTD,
                     Compression::None => MEDIA_LAYER_TAR,
                 }
                 .to_string(),

@@ -35,6 +35,7 @@ const LAYER_TYPES: &[&str] = &[
     "application/vnd.docker.image.rootfs.diff.tar.gzip",
     "application/vnd.oci.image.layer.v1.tar",
     "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.oci.image.layer.v1.tar+zstd",
 ];
 /// Manifests and configs are small; anything bigger is refused before it is read.
 const MAX_METADATA_SIZE: u64 = 8 << 20;
@@ -265,7 +266,7 @@ impl ImageStore {
                 if !LAYER_TYPES.contains(&kind) {
                     return Err(Error::UnsupportedManifest(format!(
                         "{}: layer {} has media type {kind:?}, which cannot be pulled yet \
-                         (supported: gzip or uncompressed tar layers)",
+                         (supported: gzip, zstd or uncompressed tar layers)",
                         remote.shown,
                         l["digest"].as_str().unwrap_or("?")
                     )));

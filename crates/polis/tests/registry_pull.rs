@@ -257,9 +257,34 @@ fn pull_anonymous_run_missing_tag_and_corrupt_blob() {
         images.contains(&format!("{host}/layered:v1 {digest}")),
         "{images}"
     );
-    // A second pull finds it up to date.
+    // A second pull finds it up to date; so does a pull by digest.
     let again = ok(&d, &["pull", &name]);
     assert!(again.contains("Status: Image is up to date for"), "{again}");
+    let by_digest = format!("{host}/layered@{digest}");
+    let out = ok(&d, &["pull", &by_digest]);
+    assert!(out.contains(&format!("Digest: {digest}")), "{out}");
+    // A pulled image saves like any other.
+    let saved = d.dir.join("pulled.tar");
+    ok(&d, &["save", "-o", saved.to_str().unwrap(), &name]);
+
+    // zstd layers, on a registry of their own: skopeo would reuse the gzip layers.
+    let zreg = Registry::start(&d.dir.join("registry-zstd"), None);
+    zreg.push(
+        &archive,
+        "layered:zstd",
+        &["--format", "oci", "--dest-compress-format", "zstd"],
+    );
+    let z = zreg.manifest("layered", "zstd", None);
+    assert!(
+        z["layers"][0]["mediaType"]
+            .as_str()
+            .unwrap()
+            .ends_with("+zstd"),
+        "{z}"
+    );
+    let zname = format!("{}/layered:zstd", zreg.host());
+    ok(&d, &["pull", &zname]);
+    assert_eq!(ok(&d, &["run", "--rm", &zname, "cat", "/two.txt"]), "two\n");
 
     // An OCI manifest, pulled by the polis CLI, and an OCI index (platform selection)
     // pointing at both manifests.

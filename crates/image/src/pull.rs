@@ -226,7 +226,8 @@ impl ImageStore {
         created: &mut HashSet<Digest>,
     ) -> Result<Pulled> {
         let (top, repo_digest) = remote.manifest(None, ANY_TYPES)?;
-        let (manifest_bytes, manifest_digest, manifest) = match parse_manifest(&top, remote)? {
+        let (manifest_bytes, manifest_digest, manifest) = match parse_manifest(&top, &remote.shown)?
+        {
             Parsed::Manifest(m) => (top, repo_digest.clone(), m),
             Parsed::Index(index) => {
                 let entry = index["manifests"]
@@ -241,7 +242,7 @@ impl ImageStore {
                     })?;
                 let digest = entry["digest"].as_str().unwrap_or_default().to_string();
                 let (bytes, digest) = remote.manifest(Some(&digest), MANIFEST_TYPES)?;
-                match parse_manifest(&bytes, remote)? {
+                match parse_manifest(&bytes, &remote.shown)? {
                     Parsed::Manifest(m) => (bytes, digest, m),
                     Parsed::Index(_) => {
                         return Err(Error::UnsupportedManifest(format!(
@@ -428,14 +429,13 @@ enum Parsed {
 }
 
 /// Tells an image manifest from an index; refuses schema 1 and anything else.
-fn parse_manifest(bytes: &[u8], remote: &Remote<'_>) -> Result<Parsed> {
+fn parse_manifest(bytes: &[u8], shown: &str) -> Result<Parsed> {
     let v: Value = serde_json::from_slice(bytes)
-        .map_err(|e| Error::metadata(format!("manifest of {}", remote.shown), e))?;
+        .map_err(|e| Error::metadata(format!("manifest of {shown}"), e))?;
     if v["schemaVersion"] == 1 {
         return Err(Error::UnsupportedManifest(format!(
-            "{}: Docker Image manifest version 2, schema 1 is not supported; \
+            "{shown}: Docker Image manifest version 2, schema 1 is not supported; \
              push the image again with a current client to get a schema 2 or OCI manifest",
-            remote.shown
         )));
     }
     match v["mediaType"].as_str() {
@@ -444,8 +444,7 @@ fn parse_manifest(bytes: &[u8], remote: &Remote<'_>) -> Result<Parsed> {
         None if v.get("manifests").is_some() => Ok(Parsed::Index(v)),
         None if v.get("layers").is_some() => Ok(Parsed::Manifest(v)),
         other => Err(Error::UnsupportedManifest(format!(
-            "{}: unsupported manifest media type {:?}",
-            remote.shown,
+            "{shown}: unsupported manifest media type {:?}",
             other.unwrap_or("(none)")
         ))),
     }
@@ -467,5 +466,29 @@ mod tests {
         for bad in ["linux", "linux/", "a/b/c/d", ""] {
             assert!(Platform::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn manifest_kinds() {
+        let schema1 = br#"{"schemaVersion":1,"name":"a","tag":"b","fsLayers":[]}"#;
+        let e = parse_manifest(schema1, "x:1").err().unwrap();
+        assert!(e.to_string().contains("schema 1 is not supported"), "{e}");
+        let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+        assert!(matches!(
+            parse_manifest(index, "x").unwrap(),
+            Parsed::Index(_)
+        ));
+        let list = br#"{"schemaVersion":2,"manifests":[]}"#;
+        assert!(matches!(
+            parse_manifest(list, "x").unwrap(),
+            Parsed::Index(_)
+        ));
+        let m = br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","layers":[]}"#;
+        assert!(matches!(
+            parse_manifest(m, "x").unwrap(),
+            Parsed::Manifest(_)
+        ));
+        let other = br#"{"schemaVersion":2,"mediaType":"application/vnd.example+json"}"#;
+        assert!(parse_manifest(other, "x").is_err());
     }
 }

@@ -135,8 +135,23 @@ pub(crate) fn registry_error(what: &str, e: OciDistributionError) -> Error {
             expected: String::new(),
             actual: d.to_string(),
         },
-        other => Error::Registry(format!("{what}: {other}")),
+        other => Error::Registry(format!("{what}: {}", with_causes(&other))),
     }
+}
+
+/// An error with its chain of causes (reqwest hides "connection refused" in a source).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cause = c.source();
+    }
+    s
 }
 
 /// `MANIFEST_UNKNOWN` → `manifest unknown`, as Docker prints registry error codes.
@@ -161,7 +176,7 @@ pub async fn login(server: &str, creds: &Credentials) -> Result<()> {
         .basic_auth(&creds.username, Some(&creds.password))
         .send()
         .await
-        .map_err(|e| Error::Registry(format!("login attempt to {url}: {e}")))?;
+        .map_err(|e| Error::Registry(format!("login attempt to {url}: {}", with_causes(&e))))?;
     let status = res.status();
     if status.is_success() {
         return Ok(());

@@ -389,6 +389,11 @@ fn pull_anonymous_run_missing_tag_and_corrupt_blob() {
     let (code, _, err) = docker(&d, &["run", "--rm", &nope]);
     assert_eq!(code, 125, "{err}");
     assert!(err.contains("manifest unknown"), "{err}");
+    // No registry listening: the reference and the cause are named.
+    let (code, _, err) = docker(&d, &["pull", "127.0.0.1:1/nothing:here"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("127.0.0.1:1/nothing:here"), "{err}");
+    assert!(err.to_lowercase().contains("connect"), "{err}");
 
     // A corrupted layer in the registry is refused and nothing of it is kept; once the
     // fault is gone the pull succeeds.

@@ -285,6 +285,18 @@ impl ImageStore {
             Some(&tag_or_digest),
             format!("Pulling from {}", remote.reference.path()),
         ));
+        let mut refs = vec![remote.reference.with_digest(repo_digest.clone())];
+        if let Some(tag) = remote.reference.tag() {
+            refs.push(remote.reference.with_tag(tag)?);
+        }
+        let previous = self.resolve(&refs[refs.len() - 1].to_string()).ok();
+        // This very manifest already indexed: nothing to download or check again.
+        if let Ok(existing) = self.record(&config.digest) {
+            if existing.manifest_digest == manifest_digest {
+                self.commit_image(&existing, &refs)?;
+                return Ok(finish(remote, existing.id, repo_digest, previous, progress));
+            }
+        }
         let missing: Vec<bool> = layers
             .iter()
             .map(|l| !self.content.has(&l.digest))
@@ -311,8 +323,7 @@ impl ImageStore {
         let image_config: ImageConfig = serde_json::from_slice(&config_bytes)
             .map_err(|e| Error::metadata(format!("config {}", config.digest), e))?;
 
-        // Already-present layers may be shared by another pull that is still writing:
-        // only the ones this pull downloads are reported.
+        // Only the missing layers are downloaded (and reported).
         for (l, _) in layers.iter().zip(&missing).filter(|(_, m)| **m) {
             self.fetch_blob(remote, l, "layer", Some(&mut *progress), created)?;
             progress(PullProgress::new(Some(l.short()), "Verifying Checksum"));
@@ -331,11 +342,6 @@ impl ImageStore {
         if m.created {
             created.insert(m.digest);
         }
-        let mut refs = vec![remote.reference.with_digest(repo_digest.clone())];
-        if let Some(tag) = remote.reference.tag() {
-            refs.push(remote.reference.with_tag(tag)?);
-        }
-        let previous = self.resolve(&refs[refs.len() - 1].to_string()).ok();
         let rec = ImageRecord {
             id: config.digest.clone(),
             manifest_digest,
@@ -345,22 +351,7 @@ impl ImageStore {
             created: pending.created_at,
         };
         self.commit_image(&rec, &refs)?;
-        let updated = previous.as_ref() != Some(&rec.id);
-        progress(PullProgress::new(None, format!("Digest: {repo_digest}")));
-        let status = if updated {
-            "Downloaded newer image for"
-        } else {
-            "Image is up to date for"
-        };
-        progress(PullProgress::new(
-            None,
-            format!("Status: {status} {}", remote.shown),
-        ));
-        Ok(Pulled {
-            id: rec.id,
-            digest: repo_digest,
-            updated,
-        })
+        Ok(finish(remote, rec.id, repo_digest, previous, progress))
     }
 
     /// Streams one blob into the content store, verifying its digest and size.
@@ -420,6 +411,32 @@ impl ImageStore {
             created.insert(ingested.digest.clone());
         }
         Ok(ingested)
+    }
+}
+
+/// The closing messages of a pull.
+fn finish(
+    remote: &Remote<'_>,
+    id: ImageId,
+    digest: Digest,
+    previous: Option<ImageId>,
+    progress: &mut dyn FnMut(PullProgress),
+) -> Pulled {
+    let updated = previous.as_ref() != Some(&id);
+    progress(PullProgress::new(None, format!("Digest: {digest}")));
+    let status = if updated {
+        "Downloaded newer image for"
+    } else {
+        "Image is up to date for"
+    };
+    progress(PullProgress::new(
+        None,
+        format!("Status: {status} {}", remote.shown),
+    ));
+    Pulled {
+        id,
+        digest,
+        updated,
     }
 }
 

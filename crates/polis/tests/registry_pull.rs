@@ -260,6 +260,7 @@ fn pull_anonymous_run_missing_tag_and_corrupt_blob() {
     // A second pull finds it up to date; so does a pull by digest.
     let again = ok(&d, &["pull", &name]);
     assert!(again.contains("Status: Image is up to date for"), "{again}");
+    assert!(!again.contains("Already exists"), "{again}");
     let by_digest = format!("{host}/layered@{digest}");
     let out = ok(&d, &["pull", &by_digest]);
     assert!(out.contains(&format!("Digest: {digest}")), "{out}");

@@ -379,6 +379,12 @@ fn pull_anonymous_run_missing_tag_and_corrupt_blob() {
         "{err}"
     );
 
+    // So does polis run, sending the saved credentials (none here).
+    ok(&d, &["rmi", &name]);
+    let (code, out, err) = polis(&d, &["run", "--rm", &name, "cat", "/keep.txt"]);
+    assert_eq!((code, out.as_str()), (0, "keep\n"), "{err}");
+    assert!(err.contains("Pulling from layered"), "{err}");
+
     // A tag the registry does not have: Docker's message, exit 1 (pull) / 125 (run).
     let nope = format!("{host}/layered:nope");
     let (code, _, err) = docker(&d, &["pull", &nope]);

@@ -27,7 +27,25 @@ pub struct PullArgs {
 }
 
 pub async fn pull(c: &Client, a: PullArgs) -> Result<()> {
-    let reference = Reference::parse(&a.name).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut out = std::io::stdout();
+    pull_image(c, &a.name, a.platform.as_deref(), a.quiet, &mut out).await?;
+    if a.quiet {
+        let reference = Reference::parse(&a.name).map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!("{}", reference.familiar());
+    }
+    Ok(())
+}
+
+/// Pulls `name` through the daemon, writing the progress lines to `out` unless `quiet`
+/// (also used by `run` and `create` for a missing image).
+pub async fn pull_image(
+    c: &Client,
+    name: &str,
+    platform: Option<&str>,
+    quiet: bool,
+    out: &mut dyn std::io::Write,
+) -> Result<()> {
+    let reference = Reference::parse(name).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (tag_key, tag) = match (reference.digest(), reference.tag()) {
         (Some(d), _) => ("tag", d.to_string()),
         (None, Some(t)) => ("tag", t.to_string()),
@@ -35,7 +53,7 @@ pub async fn pull(c: &Client, a: PullArgs) -> Result<()> {
     };
     let repository = reference.repository();
     let mut pairs = vec![("fromImage", repository.as_str()), (tag_key, tag.as_str())];
-    if let Some(p) = &a.platform {
+    if let Some(p) = platform {
         pairs.push(("platform", p));
     }
     let auth = registry_auth_header(reference.domain())?;
@@ -50,7 +68,6 @@ pub async fn pull(c: &Client, a: PullArgs) -> Result<()> {
         )
         .await?;
     let mut lines = tokio::io::BufReader::new(client::body_reader(response)).lines();
-    let mut out = std::io::stdout();
     while let Some(line) = lines.next_line().await.context("read the pull progress")? {
         let line = line.trim();
         if line.is_empty() {
@@ -60,18 +77,14 @@ pub async fn pull(c: &Client, a: PullArgs) -> Result<()> {
         if let Some(e) = m.get("error").and_then(Value::as_str) {
             bail!("{e}");
         }
-        if a.quiet || m.get("progress").is_some() {
+        if quiet || m.get("progress").is_some() {
             continue;
         }
         let status = m.get("status").and_then(Value::as_str).unwrap_or_default();
-        use std::io::Write;
         match m.get("id").and_then(Value::as_str) {
             Some(id) => writeln!(out, "{id}: {status}")?,
             None => writeln!(out, "{status}")?,
         }
-    }
-    if a.quiet {
-        println!("{}", reference.familiar());
     }
     Ok(())
 }

@@ -29,6 +29,8 @@ pub fn image_error(e: ImageError) -> Response {
         | ImageError::DigestMismatch { .. }
         | ImageError::InvalidMetadata { .. }
         | ImageError::AmbiguousId(_) => StatusCode::BAD_REQUEST,
+        ImageError::ManifestUnknown(_) => StatusCode::NOT_FOUND,
+        ImageError::UnsupportedManifest(_) => StatusCode::BAD_REQUEST,
         ImageError::Conflict(_) => StatusCode::CONFLICT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
@@ -69,11 +71,12 @@ fn truthy(q: &HashMap<String, String>, key: &str) -> bool {
     matches!(q.get(key).map(String::as_str), Some("1" | "true" | "True"))
 }
 
-/// `POST /images/create`: `fromSrc=-` imports the request body; pulls come with the
-/// registry support.
+/// `POST /images/create`: `fromImage=` pulls from a registry, `fromSrc=-` imports the
+/// request body.
 pub async fn create(
     State(state): State<Arc<AppState>>,
     RawQuery(raw): RawQuery,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Response {
     let pairs = url_pairs(raw.as_deref().unwrap_or_default());
@@ -83,6 +86,9 @@ pub async fn create(
             .find(|(key, _)| key == k)
             .map(|(_, v)| v.clone())
     };
+    if let Some(from) = get("fromImage") {
+        return crate::registry::pull(state, from, get("tag"), get("platform"), &headers).await;
+    }
     match get("fromSrc").as_deref() {
         Some("-") => {}
         Some(other) => {
@@ -93,8 +99,8 @@ pub async fn create(
         }
         None => {
             return error(
-                StatusCode::NOT_IMPLEMENTED,
-                "pulling images from a registry is not supported by this daemon yet",
+                StatusCode::BAD_REQUEST,
+                "either fromImage (pull) or fromSrc (import) is required",
             )
         }
     }

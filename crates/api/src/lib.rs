@@ -17,6 +17,7 @@ mod images;
 mod logs;
 mod prune;
 mod ps;
+mod registry;
 mod rename;
 mod restart;
 mod stats;
@@ -75,6 +76,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/_ping", get(system::ping).head(system::ping))
         .route("/version", get(system::version))
         .route("/info", get(system::info))
+        .route("/auth", post(registry::auth))
         .route("/images/create", post(images::create))
         .route("/images/json", get(images::list))
         .route("/images/get", get(images::save))

@@ -16,7 +16,7 @@ use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, Result};
 use crate::import::{
     check_tar_stream, decompressed, detect_compression, has_parent_component, Compression,
-    MEDIA_LAYER_GZIP, MEDIA_LAYER_TAR, MEDIA_MANIFEST,
+    MEDIA_LAYER_GZIP, MEDIA_LAYER_TAR, MEDIA_LAYER_ZSTD, MEDIA_MANIFEST,
 };
 use crate::reference::Reference;
 use crate::store::{ImageId, ImageStore, LayerRecord};
@@ -47,11 +47,11 @@ pub struct LoadedImage {
 }
 
 /// An image of the archive, checked and ready to be indexed.
-struct PendingImage {
-    config_bytes: Vec<u8>,
-    created_at: Option<String>,
-    layers: Vec<LayerRecord>,
-    refs: Vec<Reference>,
+pub(crate) struct PendingImage {
+    pub(crate) config_bytes: Vec<u8>,
+    pub(crate) created_at: Option<String>,
+    pub(crate) layers: Vec<LayerRecord>,
+    pub(crate) refs: Vec<Reference>,
 }
 
 /// The members of an archive: regular files stored as blobs, links by target.
@@ -369,7 +369,7 @@ impl ImageStore {
     }
 
     /// Checks the layers against the config's diff IDs (and that they are tars).
-    fn check_image(
+    pub(crate) fn check_image(
         &self,
         config_bytes: Vec<u8>,
         config: ImageConfig,
@@ -408,6 +408,7 @@ impl ImageStore {
                 digest: blob.clone(),
                 media_type: match compression {
                     Compression::Gzip => MEDIA_LAYER_GZIP,
+                    Compression::Zstd => MEDIA_LAYER_ZSTD,
                     Compression::None => MEDIA_LAYER_TAR,
                 }
                 .to_string(),

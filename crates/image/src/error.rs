@@ -48,6 +48,18 @@ pub enum Error {
     /// A user or group that `/etc/passwd` / `/etc/group` of the rootfs do not know.
     #[error("unable to find {0}")]
     UserNotFound(String),
+    /// A tag or digest the registry does not have (Docker's message, whole).
+    #[error("{0}")]
+    ManifestUnknown(String),
+    /// The registry refused the credentials, or asked for some.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Any other registry or transport failure, naming the registry or reference.
+    #[error("{0}")]
+    Registry(String),
+    /// A manifest kind or layer kind that cannot be pulled (schema 1, foreign layers, …).
+    #[error("{0}")]
+    UnsupportedManifest(String),
     /// The redb index failed.
     #[error("image index {op}: {reason}")]
     Index { op: &'static str, reason: String },

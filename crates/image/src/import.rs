@@ -14,6 +14,7 @@ use crate::store::{ImageId, ImageRecord, ImageStore, LayerRecord};
 
 pub(crate) const MEDIA_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 pub(crate) const MEDIA_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub(crate) const MEDIA_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 pub(crate) const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// Compression of a tar stream, from its first bytes.
@@ -21,19 +22,20 @@ pub(crate) const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+j
 pub(crate) enum Compression {
     None,
     Gzip,
+    Zstd,
 }
 
 pub(crate) fn detect_compression(head: &[u8], what: &str) -> Result<Compression> {
     let unsupported = |name: &str| {
         Err(Error::archive(format!(
-            "{what}: {name} compression is not supported (use gzip or no compression)"
+            "{what}: {name} compression is not supported (use gzip, zstd or no compression)"
         )))
     };
     match head {
         [0x1f, 0x8b, ..] => Ok(Compression::Gzip),
         [b'B', b'Z', b'h', ..] => unsupported("bzip2"),
         [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => unsupported("xz"),
-        [0x28, 0xb5, 0x2f, 0xfd, ..] => unsupported("zstd"),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Ok(Compression::Zstd),
         _ => Ok(Compression::None),
     }
 }
@@ -49,6 +51,10 @@ pub(crate) fn decompressed<'a, R: BufRead + 'a>(
         .to_vec();
     Ok(match detect_compression(&head, what)? {
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(reader)
+                .map_err(|e| Error::archive(format!("{what}: zstd: {e}")))?,
+        ),
         Compression::None => Box::new(reader),
     })
 }

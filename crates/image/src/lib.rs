@@ -1,6 +1,7 @@
 //! Polis's local image store: content-addressed blobs, an index of images and references,
 //! `import` of root filesystem tars, `commit` of a container's changes, `load` and `save`
-//! of docker-archive tars, and the mapping of an image config onto an OCI runtime process.
+//! of docker-archive tars, `pull` from registries, and the mapping of an image config onto
+//! an OCI runtime process.
 
 mod archive;
 pub use archive::LoadedImage;
@@ -11,7 +12,9 @@ mod content;
 mod digest;
 mod error;
 mod import;
+mod pull;
 pub mod reference;
+pub mod registry;
 pub mod spec;
 mod store;
 
@@ -19,7 +22,9 @@ pub use content::{BlobWriter, ContentStore, Ingested};
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use import::apply_changes;
+pub use pull::{Platform, PullProgress, Pulled};
 pub use reference::Reference;
+pub use registry::Credentials;
 pub use store::{
     short_id, GcReport, HistoryItem, ImageId, ImageInspect, ImageRecord, ImageStore, ImageSummary,
     InspectRootFs, LayerInfo, LayerRecord, Removed,

@@ -271,45 +271,10 @@ fn is_daemon_status(e: &anyhow::Error, status: StatusCode) -> bool {
         .is_some_and(|d| d.status == status)
 }
 
-/// `repo[:tag]` → (`repo`, `tag`), docker's default tag added.
-fn split_image(image: &str) -> (String, String) {
-    if let Some((repo, digest)) = image.split_once('@') {
-        return (repo.to_string(), digest.to_string());
-    }
-    let name_start = image.rfind('/').map(|i| i + 1).unwrap_or(0);
-    match image[name_start..].rfind(':') {
-        Some(i) => (
-            image[..name_start + i].to_string(),
-            image[name_start + i + 1..].to_string(),
-        ),
-        None => (image.to_string(), "latest".to_string()),
-    }
-}
-
 /// `POST /images/create?fromImage=&tag=`, progress to stderr as docker prints it for
 /// an implicit pull.
 async fn pull(c: &Client, image: &str, quiet: bool) -> Result<()> {
-    let (repo, tag) = split_image(image);
-    let path = format!(
-        "/images/create?{}",
-        query(&[("fromImage", &repo), ("tag", &tag)])
-    );
-    // base64 of "{}": no credentials.
-    let response = c
-        .send_with(
-            Method::POST,
-            &path,
-            client::empty(),
-            None,
-            &[("X-Registry-Auth", "e30=")],
-        )
-        .await?;
-    let body = response.into_body().collect().await?.to_bytes();
-    if quiet {
-        client::display_json_messages(&body, &mut std::io::sink())
-    } else {
-        client::display_json_messages(&body, &mut std::io::stderr())
-    }
+    super::pull::pull_image(c, image, None, quiet, &mut std::io::stderr()).await
 }
 
 /// Creates the container (pulling its image first when it is missing, as `--pull`
@@ -1036,11 +1001,6 @@ mod tests {
         assert_eq!(
             f.message,
             "polis: Error response from daemon: No such image: x\n\nRun 'polis run --help' for more information"
-        );
-        assert_eq!(split_image("busybox"), ("busybox".into(), "latest".into()));
-        assert_eq!(
-            split_image("127.0.0.1:5000/bb:v1"),
-            ("127.0.0.1:5000/bb".into(), "v1".into())
         );
         assert_eq!(
             filters_query(&["status=running".into(), "label=a=b".into()])

@@ -11,6 +11,7 @@ mod format;
 mod images;
 mod list;
 mod opts;
+mod pull;
 mod stats;
 mod stream;
 mod system;
@@ -36,6 +37,8 @@ pub enum ClientCommand {
     Save(images::SaveArgs),
     /// Load an image from a tar archive or STDIN.
     Load(images::LoadArgs),
+    /// Download an image from a registry.
+    Pull(pull::PullArgs),
     /// Show the history of an image.
     History(images::HistoryArgs),
     /// Manage images.
@@ -205,6 +208,8 @@ enum ImageCommand {
     Save(images::SaveArgs),
     /// Load an image from a tar archive or STDIN.
     Load(images::LoadArgs),
+    /// Download an image from a registry.
+    Pull(pull::PullArgs),
     /// Show the history of an image.
     History(images::HistoryArgs),
     /// Display detailed information on one or more images.
@@ -261,6 +266,7 @@ async fn run(host: &str, command: ClientCommand) -> anyhow::Result<()> {
         C::Rmi(a) => images::remove(&c, a).await,
         C::Save(a) => images::save(&c, a).await,
         C::Load(a) => images::load(&c, a).await,
+        C::Pull(a) => pull::pull(&c, a).await,
         C::History(a) => images::history(&c, a).await,
         C::Image(ImageArgs { command }) => match command {
             ImageCommand::Ls(a) => images::list(&c, a).await,
@@ -269,6 +275,7 @@ async fn run(host: &str, command: ClientCommand) -> anyhow::Result<()> {
             ImageCommand::Rm(a) => images::remove(&c, a).await,
             ImageCommand::Save(a) => images::save(&c, a).await,
             ImageCommand::Load(a) => images::load(&c, a).await,
+            ImageCommand::Pull(a) => pull::pull(&c, a).await,
             ImageCommand::History(a) => images::history(&c, a).await,
             ImageCommand::Inspect(a) => images::inspect(&c, a).await,
         },

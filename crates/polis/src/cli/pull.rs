@@ -1,0 +1,132 @@
+//! `polis pull`: asks the daemon to pull an image and prints its progress stream as plain
+//! lines (`ID: status`), as docker does when its output is not a terminal. Credentials
+//! saved by `docker login` (config.json `auths`) are sent along for the image's registry.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use base64::Engine;
+use clap::Args;
+use hyper::Method;
+use polis_image::Reference;
+use serde_json::{json, Value};
+use tokio::io::AsyncBufReadExt;
+
+use super::client::{self, query, Client};
+
+#[derive(Args)]
+pub struct PullArgs {
+    /// Set platform if server is multi-platform capable (os/arch[/variant]).
+    #[arg(long)]
+    platform: Option<String>,
+    /// Suppress verbose output.
+    #[arg(short, long)]
+    quiet: bool,
+    #[arg(value_name = "NAME[:TAG|@DIGEST]")]
+    name: String,
+}
+
+pub async fn pull(c: &Client, a: PullArgs) -> Result<()> {
+    let mut out = std::io::stdout();
+    pull_image(c, &a.name, a.platform.as_deref(), a.quiet, &mut out).await?;
+    if a.quiet {
+        let reference = Reference::parse(&a.name).map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!("{}", reference.familiar());
+    }
+    Ok(())
+}
+
+/// Pulls `name` through the daemon, writing the progress lines to `out` unless `quiet`
+/// (also used by `run` and `create` for a missing image).
+pub async fn pull_image(
+    c: &Client,
+    name: &str,
+    platform: Option<&str>,
+    quiet: bool,
+    out: &mut dyn std::io::Write,
+) -> Result<()> {
+    let reference = Reference::parse(name).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (tag_key, tag) = match (reference.digest(), reference.tag()) {
+        (Some(d), _) => ("tag", d.to_string()),
+        (None, Some(t)) => ("tag", t.to_string()),
+        (None, None) => ("tag", "latest".to_string()),
+    };
+    let repository = reference.repository();
+    let mut pairs = vec![("fromImage", repository.as_str()), (tag_key, tag.as_str())];
+    if let Some(p) = platform {
+        pairs.push(("platform", p));
+    }
+    let auth = registry_auth_header(reference.domain())?;
+    let path = format!("/images/create?{}", query(&pairs));
+    let response = c
+        .send_with(
+            Method::POST,
+            &path,
+            client::empty(),
+            None,
+            &[("X-Registry-Auth", &auth)],
+        )
+        .await?;
+    let mut lines = tokio::io::BufReader::new(client::body_reader(response)).lines();
+    while let Some(line) = lines.next_line().await.context("read the pull progress")? {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let m: Value = serde_json::from_str(line).context("decode the pull progress")?;
+        if let Some(e) = m.get("error").and_then(Value::as_str) {
+            bail!("{e}");
+        }
+        if quiet || m.get("progress").is_some() {
+            continue;
+        }
+        let status = m.get("status").and_then(Value::as_str).unwrap_or_default();
+        match m.get("id").and_then(Value::as_str) {
+            Some(id) => writeln!(out, "{id}: {status}")?,
+            None => writeln!(out, "{status}")?,
+        }
+    }
+    Ok(())
+}
+
+/// The docker client's config directory: `$DOCKER_CONFIG`, else `~/.docker`.
+fn docker_config_dir() -> Option<PathBuf> {
+    std::env::var_os("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))
+}
+
+/// `X-Registry-Auth` for `domain`: the credentials config.json keeps for it, else `{}`.
+fn registry_auth_header(domain: &str) -> Result<String> {
+    let encode = |v: &Value| base64::engine::general_purpose::URL_SAFE.encode(v.to_string());
+    let Some(path) = docker_config_dir().map(|d| d.join("config.json")) else {
+        return Ok(encode(&json!({})));
+    };
+    let config: Value = match std::fs::read(&path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).with_context(|| format!("parse {}", path.display()))?
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(encode(&json!({}))),
+        Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
+    };
+    let key = if domain == polis_image::reference::DEFAULT_DOMAIN {
+        "https://index.docker.io/v1/"
+    } else {
+        domain
+    };
+    let Some(saved) = config["auths"][key]["auth"].as_str() else {
+        return Ok(encode(&json!({})));
+    };
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(saved)
+        .with_context(|| format!("{}: auths.{key}.auth is not base64", path.display()))?;
+    let decoded = String::from_utf8_lossy(&decoded);
+    let Some((username, password)) = decoded.split_once(':') else {
+        bail!("{}: auths.{key}.auth is not user:password", path.display());
+    };
+    Ok(encode(&json!({
+        "username": username,
+        "password": password,
+        "serveraddress": key,
+    })))
+}

@@ -731,10 +731,11 @@ fn run_passes_streams_and_exit_codes_through() {
     );
     let (code, _, err) = d.polis(&["run", "--rm", "busybox:local", "/etc"]);
     assert_eq!(code, 126, "{err}");
-    let (code, _, err) = d.polis(&["run", "--rm", "nosuch:latest"]);
+    // (a registry that refuses the connection: no test reaches for the internet)
+    let (code, _, err) = d.polis(&["run", "--rm", "127.0.0.1:9/nosuch:latest"]);
     assert_eq!(code, 125, "{err}");
     assert!(
-        err.starts_with("Unable to find image 'nosuch:latest' locally\n"),
+        err.starts_with("Unable to find image '127.0.0.1:9/nosuch:latest' locally\n"),
         "{err}"
     );
     let (code, _, err) = d.polis(&["run", "--no-such-flag", "busybox:local"]);
@@ -753,8 +754,8 @@ fn run_passes_streams_and_exit_codes_through() {
     for args in [
         vec!["run", "--rm", "busybox:local", "no-such-command"],
         vec!["run", "--rm", "busybox:local", "/etc"],
-        vec!["run", "--rm", "nosuch:latest"],
-        vec!["create", "nosuch:latest"],
+        vec!["run", "--rm", "127.0.0.1:9/nosuch:latest"],
+        vec!["create", "127.0.0.1:9/nosuch:latest"],
         vec!["run", "--rm", "busybox:local", "sh", "-c", "exit 3"],
     ] {
         assert_eq!(d.polis(&args).0, d.docker(&args).0, "{args:?}");

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, RawQuery, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::TryStreamExt;
@@ -22,7 +22,9 @@ use crate::AppState;
 /// Docker's status code for each store error.
 pub fn image_error(e: ImageError) -> Response {
     let status = match &e {
-        ImageError::ImageNotFound(_) | ImageError::BlobNotFound(_) => StatusCode::NOT_FOUND,
+        ImageError::ImageNotFound(_) | ImageError::BlobNotFound(_) | ImageError::NotLocal(_) => {
+            StatusCode::NOT_FOUND
+        }
         ImageError::InvalidReference(_)
         | ImageError::InvalidDigest(_)
         | ImageError::InvalidArchive(_)
@@ -245,7 +247,12 @@ pub async fn by_name_post(
     State(state): State<Arc<AppState>>,
     Path(rest): Path<String>,
     Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Response {
+    if let Some(name) = rest.strip_suffix("/push") {
+        let tag = q.get("tag").cloned();
+        return crate::registry::push(state, name.to_string(), tag, &headers).await;
+    }
     let Some(name) = rest.strip_suffix("/tag") else {
         return error(
             StatusCode::NOT_FOUND,

@@ -1,5 +1,5 @@
-//! The registry endpoints: `POST /images/create?fromImage=` (pull, with Docker's JSON
-//! progress stream) and `POST /auth` (`docker login`). Credentials come in Docker's
+//! The registry endpoints: `POST /images/create?fromImage=` (pull) and
+//! `POST /images/{name}/push` (push), with Docker's JSON progress stream, and `POST /auth` (`docker login`). Credentials come in Docker's
 //! `X-Registry-Auth` header: base64url of `{"username","password","serveraddress"}`.
 
 use std::sync::Arc;
@@ -89,27 +89,34 @@ pub async fn pull(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Result<PullProgress, ImageError>>();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Result<Message, ImageError>>();
     let store = state.images.clone();
     let rt = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let events = tx.clone();
         let mut send = |p: PullProgress| {
-            let _ = events.send(Ok(p));
+            let _ = events.send(Ok(Message::Progress(p)));
         };
         if let Err(e) = store.pull(&rt, &reference, credentials.as_ref(), &platform, &mut send) {
             let _ = tx.send(Err(e));
         }
     });
-    // Until the manifest is resolved a failure is an HTTP error; after that it is a
-    // message in the stream, as Docker does.
+    progress_stream(rx).await
+}
+
+/// Docker's JSON progress stream out of the messages of a pull or push. Until the first
+/// message a failure is an HTTP error; after that it is a message in the stream, as Docker
+/// does.
+async fn progress_stream(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Result<Message, ImageError>>,
+) -> Response {
     let first = match rx.recv().await {
         Some(Ok(p)) => p,
         Some(Err(e)) => return image_error(e),
         None => {
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "the pull ended without a result",
+                "the operation ended without a result",
             )
         }
     };
@@ -119,7 +126,8 @@ pub async fn pull(
             None => rx.recv().await?,
         };
         let msg = match item {
-            Ok(p) => progress_json(&p),
+            Ok(Message::Progress(p)) => progress_json(&p),
+            Ok(Message::Aux(v)) => json!({ "progressDetail": {}, "aux": v }),
             Err(e) => {
                 let m = e.to_string();
                 json!({ "errorDetail": { "message": m }, "error": m })
@@ -134,6 +142,50 @@ pub async fn pull(
         Body::from_stream(stream),
     )
         .into_response()
+}
+
+/// One message of a progress stream: a status line or a result (`aux`).
+enum Message {
+    Progress(PullProgress),
+    Aux(Value),
+}
+
+/// `POST /images/{name}/push?tag=TAG`.
+pub async fn push(
+    state: Arc<AppState>,
+    name: String,
+    tag: Option<String>,
+    headers: &HeaderMap,
+) -> Response {
+    let name = match tag.filter(|t| !t.is_empty()) {
+        Some(t) => format!("{name}:{t}"),
+        None => name,
+    };
+    let reference = match Reference::parse(&name) {
+        Ok(r) => r,
+        Err(e) => return image_error(e),
+    };
+    let credentials = match registry_auth(headers) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Result<Message, ImageError>>();
+    let store = state.images.clone();
+    let rt = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let events = tx.clone();
+        let mut send = |p: PullProgress| {
+            let _ = events.send(Ok(Message::Progress(p)));
+        };
+        let msg = match store.push(&rt, &reference, credentials.as_ref(), &mut send) {
+            Ok(p) => Ok(Message::Aux(
+                json!({ "Tag": p.tag, "Digest": p.digest.to_string(), "Size": p.size }),
+            )),
+            Err(e) => Err(e),
+        };
+        let _ = tx.send(msg);
+    });
+    progress_stream(rx).await
 }
 
 /// One message of Docker's JSON progress stream.

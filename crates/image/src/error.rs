@@ -48,6 +48,9 @@ pub enum Error {
     /// A user or group that `/etc/passwd` / `/etc/group` of the rootfs do not know.
     #[error("unable to find {0}")]
     UserNotFound(String),
+    /// `docker push` of a name no local image has (Docker's message).
+    #[error("An image does not exist locally with the tag: {0}")]
+    NotLocal(String),
     /// A tag or digest the registry does not have (Docker's message, whole).
     #[error("{0}")]
     ManifestUnknown(String),

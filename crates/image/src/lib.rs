@@ -1,6 +1,6 @@
 //! Polis's local image store: content-addressed blobs, an index of images and references,
 //! `import` of root filesystem tars, `commit` of a container's changes, `load` and `save`
-//! of docker-archive tars, `pull` from registries, and the mapping of an image config onto
+//! of docker-archive tars, `pull` from and `push` to registries, and the mapping of an image config onto
 //! an OCI runtime process.
 
 mod archive;
@@ -13,6 +13,7 @@ mod digest;
 mod error;
 mod import;
 mod pull;
+mod push;
 pub mod reference;
 pub mod registry;
 pub mod spec;
@@ -23,6 +24,7 @@ pub use digest::Digest;
 pub use error::{Error, Result};
 pub use import::apply_changes;
 pub use pull::{Platform, PullProgress, Pulled};
+pub use push::Pushed;
 pub use reference::Reference;
 pub use registry::Credentials;
 pub use store::{

@@ -118,7 +118,7 @@ pub struct PullProgress {
 }
 
 impl PullProgress {
-    fn new(id: Option<&str>, status: impl Into<String>) -> Self {
+    pub(crate) fn new(id: Option<&str>, status: impl Into<String>) -> Self {
         PullProgress {
             id: id.map(str::to_string),
             status: status.into(),

@@ -57,6 +57,15 @@ fn scheme(domain: &str) -> &'static str {
 
 /// A client for the registry of `domain`.
 pub(crate) fn client(domain: &str) -> oci_client::Client {
+    client_with(domain, false)
+}
+
+/// A client for pushing to `domain`: each blob goes up in one streamed PUT.
+pub(crate) fn push_client(domain: &str) -> oci_client::Client {
+    client_with(domain, true)
+}
+
+fn client_with(domain: &str, monolithic: bool) -> oci_client::Client {
     let host = registry_host(domain);
     let protocol = if is_insecure(host) {
         ClientProtocol::HttpsExcept(vec![host.to_string()])
@@ -67,6 +76,7 @@ pub(crate) fn client(domain: &str) -> oci_client::Client {
         protocol,
         // Index selection is ours (platform chosen by the caller).
         platform_resolver: None,
+        use_monolithic_push: monolithic,
         connect_timeout: Some(std::time::Duration::from_secs(30)),
         read_timeout: Some(std::time::Duration::from_secs(60)),
         ..ClientConfig::default()

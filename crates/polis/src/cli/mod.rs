@@ -12,6 +12,7 @@ mod images;
 mod list;
 mod opts;
 mod pull;
+mod push;
 mod stats;
 mod stream;
 mod system;
@@ -39,6 +40,8 @@ pub enum ClientCommand {
     Load(images::LoadArgs),
     /// Download an image from a registry.
     Pull(pull::PullArgs),
+    /// Upload an image to a registry.
+    Push(push::PushArgs),
     /// Show the history of an image.
     History(images::HistoryArgs),
     /// Manage images.
@@ -210,6 +213,8 @@ enum ImageCommand {
     Load(images::LoadArgs),
     /// Download an image from a registry.
     Pull(pull::PullArgs),
+    /// Upload an image to a registry.
+    Push(push::PushArgs),
     /// Show the history of an image.
     History(images::HistoryArgs),
     /// Display detailed information on one or more images.
@@ -267,6 +272,7 @@ async fn run(host: &str, command: ClientCommand) -> anyhow::Result<()> {
         C::Save(a) => images::save(&c, a).await,
         C::Load(a) => images::load(&c, a).await,
         C::Pull(a) => pull::pull(&c, a).await,
+        C::Push(a) => push::push(&c, a).await,
         C::History(a) => images::history(&c, a).await,
         C::Image(ImageArgs { command }) => match command {
             ImageCommand::Ls(a) => images::list(&c, a).await,
@@ -276,6 +282,7 @@ async fn run(host: &str, command: ClientCommand) -> anyhow::Result<()> {
             ImageCommand::Save(a) => images::save(&c, a).await,
             ImageCommand::Load(a) => images::load(&c, a).await,
             ImageCommand::Pull(a) => pull::pull(&c, a).await,
+            ImageCommand::Push(a) => push::push(&c, a).await,
             ImageCommand::History(a) => images::history(&c, a).await,
             ImageCommand::Inspect(a) => images::inspect(&c, a).await,
         },

@@ -97,7 +97,7 @@ fn docker_config_dir() -> Option<PathBuf> {
 }
 
 /// `X-Registry-Auth` for `domain`: the credentials config.json keeps for it, else `{}`.
-fn registry_auth_header(domain: &str) -> Result<String> {
+pub(super) fn registry_auth_header(domain: &str) -> Result<String> {
     let encode = |v: &Value| base64::engine::general_purpose::URL_SAFE.encode(v.to_string());
     let Some(path) = docker_config_dir().map(|d| d.join("config.json")) else {
         return Ok(encode(&json!({})));

@@ -1,0 +1,242 @@
+//! `docker push`: the layers (as the store keeps them, with the media types the stored
+//! manifest gives them), the config and the stored manifest, byte for byte, so the digest
+//! the registry records is the one the image already has. A blob the registry already has
+//! is not sent again; one held by another repository of the same registry (known from the
+//! image's other references) is mounted from there.
+
+use std::sync::mpsc;
+
+use futures_util::StreamExt;
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::RegistryOperation;
+use tokio::runtime::Handle;
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::pull::PullProgress;
+use crate::reference::{Reference, DEFAULT_TAG};
+use crate::registry::{self, Credentials};
+use crate::store::ImageStore;
+
+/// How often "Pushing" progress is reported.
+const PROGRESS_STEP: u64 = 512 * 1024;
+
+/// What a push produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    pub tag: String,
+    /// The manifest digest, as the registry now serves it.
+    pub digest: Digest,
+    /// The manifest size in bytes.
+    pub size: u64,
+}
+
+/// The network side of one push.
+struct Target<'a> {
+    rt: &'a Handle,
+    client: oci_client::Client,
+    reference: &'a Reference,
+    oref: oci_client::Reference,
+}
+
+impl Target<'_> {
+    fn run<T>(
+        &self,
+        f: impl std::future::Future<Output = std::result::Result<T, OciDistributionError>>,
+    ) -> Result<T> {
+        self.rt
+            .block_on(f)
+            .map_err(|e| push_error(self.reference, e))
+    }
+}
+
+impl ImageStore {
+    /// Pushes the image `reference` (normalised; without a tag, `latest`) names to its
+    /// registry. Runs on a blocking thread: the network I/O is driven on `rt`.
+    pub fn push(
+        &self,
+        rt: &Handle,
+        reference: &Reference,
+        credentials: Option<&Credentials>,
+        progress: &mut dyn FnMut(PullProgress),
+    ) -> Result<Pushed> {
+        let tag = reference.tag().unwrap_or(DEFAULT_TAG).to_string();
+        let reference = reference.with_tag(&tag)?;
+        let id = self
+            .resolve(&reference.to_string())
+            .map_err(|_| Error::NotLocal(reference.familiar_repository()))?;
+        // Blobs must not be collected while they are read.
+        let _guard = self.ingest_guard();
+        let rec = self.record(&id)?;
+        let manifest = self.content.read_blob(&rec.manifest_digest)?;
+
+        let client = registry::push_client(reference.domain());
+        let auth = registry::auth(credentials);
+        let target = Target {
+            rt,
+            oref: registry::oci_reference(&reference, None),
+            client,
+            reference: &reference,
+        };
+        progress(PullProgress::new(
+            None,
+            format!("The push refers to repository [{}]", reference.repository()),
+        ));
+        target.run(
+            target
+                .client
+                .auth(&target.oref, &auth, RegistryOperation::Push),
+        )?;
+
+        // Other repositories of this registry the image is known in: mount sources.
+        let sources: Vec<oci_client::Reference> = self
+            .references(&id)?
+            .into_iter()
+            .filter(|r| r.domain() == reference.domain() && r.path() != reference.path())
+            .map(|r| registry::oci_reference(&r, None))
+            .collect();
+
+        // Docker lists layers top-down.
+        let layers: Vec<_> = rec.layers.iter().rev().collect();
+        for l in &layers {
+            progress(PullProgress::new(Some(short(&l.diff_id)), "Preparing"));
+        }
+        for l in &layers {
+            let id = short(&l.diff_id);
+            if target.run(target.client.blob_exists(&target.oref, l.digest.as_str()))? {
+                progress(PullProgress::new(Some(id), "Layer already exists"));
+                continue;
+            }
+            if let Some(from) = mount(&target, &sources, &l.digest) {
+                progress(PullProgress::new(
+                    Some(id),
+                    format!("Mounted from {}", from.repository()),
+                ));
+                continue;
+            }
+            self.upload(&target, &l.digest, Some((id, &mut *progress)))?;
+            progress(PullProgress::new(Some(id), "Pushed"));
+        }
+        if !target.run(target.client.blob_exists(&target.oref, rec.id.as_str()))? {
+            self.upload(&target, &rec.id, None)?;
+        }
+
+        let content_type = rec.manifest_media_type.parse().map_err(|_| {
+            Error::metadata(
+                format!("manifest {}", rec.manifest_digest),
+                format!("invalid media type {:?}", rec.manifest_media_type),
+            )
+        })?;
+        let size = manifest.len() as u64;
+        target.run(
+            target
+                .client
+                .push_manifest_raw(&target.oref, manifest, content_type),
+        )?;
+        // The image now has a digest in this repository, as after a pull.
+        self.commit_image(&rec, &[reference.with_digest(rec.manifest_digest.clone())])?;
+        progress(PullProgress::new(
+            None,
+            format!("{tag}: digest: {} size: {size}", rec.manifest_digest),
+        ));
+        Ok(Pushed {
+            tag,
+            digest: rec.manifest_digest,
+            size,
+        })
+    }
+
+    /// Streams one blob from the content store to the registry in one PUT.
+    fn upload(
+        &self,
+        target: &Target<'_>,
+        digest: &Digest,
+        mut progress: Option<(&str, &mut dyn FnMut(PullProgress))>,
+    ) -> Result<()> {
+        let size = self.content.size(digest)?;
+        let file = tokio::fs::File::from_std(self.content.open_blob(digest)?);
+        let (sent_tx, sent_rx) = mpsc::channel::<u64>();
+        let mut sent = 0u64;
+        let body = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).map(move |c| {
+            let c = c.map_err(OciDistributionError::IoError)?;
+            sent += c.len() as u64;
+            let _ = sent_tx.send(sent);
+            Ok(c)
+        });
+        let (client, oref, d) = (
+            target.client.clone(),
+            target.oref.clone(),
+            digest.to_string(),
+        );
+        let task = target
+            .rt
+            .spawn(async move { client.push_blob_stream(&oref, body, &d, Some(size)).await });
+        // The sender goes with the body: this ends when the upload is over.
+        let mut reported = 0u64;
+        for done in sent_rx {
+            if let Some((id, p)) = progress.as_mut() {
+                if done - reported >= PROGRESS_STEP || done == size {
+                    reported = done;
+                    p(PullProgress {
+                        id: Some(id.to_string()),
+                        status: "Pushing".into(),
+                        progress: Some((done, size)),
+                    });
+                }
+            }
+        }
+        match target.rt.block_on(task) {
+            Ok(r) => r.map(|_| ()).map_err(|e| push_error(target.reference, e)),
+            Err(e) => Err(Error::Registry(format!(
+                "{}: upload of {digest} failed: {e}",
+                target.reference.familiar()
+            ))),
+        }
+    }
+}
+
+/// Mounts `digest` into the target repository from the first source that has it.
+fn mount<'a>(
+    target: &Target<'_>,
+    sources: &'a [oci_client::Reference],
+    digest: &Digest,
+) -> Option<&'a oci_client::Reference> {
+    sources.iter().find(|from| {
+        // A registry that cannot mount answers 202 (an upload session): just upload.
+        target
+            .rt
+            .block_on(
+                target
+                    .client
+                    .mount_blob(&target.oref, from, digest.as_str()),
+            )
+            .is_ok()
+    })
+}
+
+fn short(d: &Digest) -> &str {
+    &d.hex()[..12]
+}
+
+/// A registry error during a push, in Docker's words.
+fn push_error(r: &Reference, e: OciDistributionError) -> Error {
+    let denied = match &e {
+        OciDistributionError::UnauthorizedError { .. } => true,
+        OciDistributionError::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|err| matches!(err.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)),
+        OciDistributionError::ServerError { code: 401, .. } => true,
+        OciDistributionError::RequestError(e) => {
+            e.status() == Some(reqwest::StatusCode::UNAUTHORIZED)
+        }
+        _ => false,
+    };
+    if denied {
+        return Error::Unauthorized("unauthorized: authentication required".into());
+    }
+    match registry::registry_error(&r.familiar(), e) {
+        Error::ManifestUnknown(m) => Error::Registry(m),
+        other => other,
+    }
+}

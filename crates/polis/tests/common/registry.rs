@@ -1,0 +1,147 @@
+//! A Debian `docker-registry` on 127.0.0.1 for the registry tests (killed by pid when
+//! dropped), and the docker and polis CLIs run with a private config dir (for `docker
+//! login`).
+
+use super::daemon::{Daemon, DOCKER};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const REGISTRY: &str = "/usr/bin/docker-registry";
+
+/// A `docker-registry` serving from a temp dir; killed (by pid) when dropped.
+pub struct Registry {
+    child: Child,
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+impl Registry {
+    /// Starts a registry; with `htpasswd`, it requires those basic-auth users.
+    pub fn start(dir: &Path, htpasswd: Option<&Path>) -> Registry {
+        std::fs::create_dir_all(dir).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut config = format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("data").display()
+        );
+        if let Some(p) = htpasswd {
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: polis-test\n    path: {}\n",
+                p.display()
+            ));
+        }
+        let config_path = dir.join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = std::fs::File::create(dir.join("registry.log")).unwrap();
+        let child = Command::new(REGISTRY)
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let r = Registry {
+            child,
+            dir: dir.to_path_buf(),
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "registry never listened");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        r
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Pushes a docker-archive with skopeo as `name` (`repo:tag`).
+    pub fn push(&self, archive: &Path, name: &str, extra: &[&str]) {
+        let out = Command::new("skopeo")
+            .args(["copy", "--quiet", "--dest-tls-verify=false"])
+            .args(extra)
+            .arg(format!("docker-archive:{}", archive.display()))
+            .arg(format!("docker://{}/{name}", self.host()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "skopeo copy: {out:?}");
+    }
+
+    /// The manifest of `name:tag` as the registry serves it.
+    pub fn manifest(&self, name: &str, tag: &str, creds: Option<&str>) -> serde_json::Value {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sf", "-H"])
+            .arg("Accept: application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json")
+            .arg(format!("http://{}/v2/{name}/manifests/{tag}", self.host()));
+        if let Some(c) = creds {
+            cmd.args(["-u", c]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "curl manifest: {out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The file the registry keeps a blob's bytes in.
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        self.dir
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The docker CLI against `d`, with its own config dir (for `docker login`).
+pub fn docker(d: &Daemon, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(DOCKER)
+        .env("DOCKER_HOST", d.host())
+        .env("DOCKER_CONFIG", d.dir.join("docker-config"))
+        .current_dir(&d.dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn ok(d: &Daemon, args: &[&str]) -> String {
+    let (code, out, err) = docker(d, args);
+    assert_eq!(code, 0, "docker {args:?}: {out}{err}\n{}", d.log());
+    out
+}
+
+/// `polis pull` (the polis client CLI) against `d`.
+pub fn polis(d: &Daemon, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_polis"))
+        .env("DOCKER_HOST", d.host())
+        .env("DOCKER_CONFIG", d.dir.join("docker-config"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -150,7 +150,7 @@ enum Message {
     Aux(Value),
 }
 
-/// `POST /images/{name}/push?tag=TAG`.
+/// `POST /images/{name}/push?tag=TAG`; without a tag, every tag of the repository.
 pub async fn push(
     state: Arc<AppState>,
     name: String,
@@ -161,7 +161,7 @@ pub async fn push(
         Some(t) => format!("{name}:{t}"),
         None => name,
     };
-    let reference = match Reference::parse(&name) {
+    let reference = match Reference::parse_named(&name) {
         Ok(r) => r,
         Err(e) => return image_error(e),
     };
@@ -177,13 +177,18 @@ pub async fn push(
         let mut send = |p: PullProgress| {
             let _ = events.send(Ok(Message::Progress(p)));
         };
-        let msg = match store.push(&rt, &reference, credentials.as_ref(), &mut send) {
-            Ok(p) => Ok(Message::Aux(
-                json!({ "Tag": p.tag, "Digest": p.digest.to_string(), "Size": p.size }),
-            )),
-            Err(e) => Err(e),
-        };
-        let _ = tx.send(msg);
+        match store.push(&rt, &reference, credentials.as_ref(), &mut send) {
+            Ok(pushed) => {
+                for p in pushed {
+                    let aux =
+                        json!({ "Tag": p.tag, "Digest": p.digest.to_string(), "Size": p.size });
+                    let _ = tx.send(Ok(Message::Aux(aux)));
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+        }
     });
     progress_stream(rx).await
 }

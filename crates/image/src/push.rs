@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::pull::PullProgress;
 use crate::reference::{Reference, DEFAULT_TAG};
 use crate::registry::{self, Credentials};
-use crate::store::ImageStore;
+use crate::store::{ImageId, ImageStore};
 
 /// How often "Pushing" progress is reported.
 const PROGRESS_STEP: u64 = 512 * 1024;
@@ -35,7 +35,9 @@ pub struct Pushed {
 struct Target<'a> {
     rt: &'a Handle,
     client: oci_client::Client,
+    /// The repository pushed to (any tag of it).
     reference: &'a Reference,
+    /// The repository for blob requests.
     oref: oci_client::Reference,
 }
 
@@ -51,46 +53,79 @@ impl Target<'_> {
 }
 
 impl ImageStore {
-    /// Pushes the image `reference` (normalised; without a tag, `latest`) names to its
-    /// registry. Runs on a blocking thread: the network I/O is driven on `rt`.
+    /// Pushes the image `reference` (normalised) names to its registry; without a tag,
+    /// every tag of that repository (`docker push --all-tags`). Runs on a blocking thread:
+    /// the network I/O is driven on `rt`.
     pub fn push(
         &self,
         rt: &Handle,
         reference: &Reference,
         credentials: Option<&Credentials>,
         progress: &mut dyn FnMut(PullProgress),
-    ) -> Result<Pushed> {
-        let tag = reference.tag().unwrap_or(DEFAULT_TAG).to_string();
-        let reference = reference.with_tag(&tag)?;
-        let id = self
-            .resolve(&reference.to_string())
-            .map_err(|_| Error::NotLocal(reference.familiar_repository()))?;
+    ) -> Result<Vec<Pushed>> {
+        let not_local = || Error::NotLocal(reference.familiar_repository());
+        let tags: Vec<(Reference, ImageId)> = match reference.tag() {
+            Some(_) => {
+                let id = self
+                    .resolve(&reference.to_string())
+                    .map_err(|_| not_local())?;
+                vec![(reference.clone(), id)]
+            }
+            None => {
+                let mut all: Vec<_> = self
+                    .all_refs()?
+                    .into_iter()
+                    .flat_map(|(id, refs)| refs.into_iter().map(move |r| (r, id.clone())))
+                    .filter(|(r, _)| {
+                        r.tag().is_some()
+                            && r.domain() == reference.domain()
+                            && r.path() == reference.path()
+                    })
+                    .collect();
+                all.sort_by_key(|(r, _)| r.to_string());
+                all
+            }
+        };
+        if tags.is_empty() {
+            return Err(not_local());
+        }
         // Blobs must not be collected while they are read.
         let _guard = self.ingest_guard();
-        let rec = self.record(&id)?;
-        let manifest = self.content.read_blob(&rec.manifest_digest)?;
-
-        let client = registry::push_client(reference.domain());
-        let auth = registry::auth(credentials);
         let target = Target {
             rt,
-            oref: registry::oci_reference(&reference, None),
-            client,
-            reference: &reference,
+            client: registry::push_client(reference.domain()),
+            reference,
+            oref: registry::oci_reference(&tags[0].0, None),
         };
         progress(PullProgress::new(
             None,
             format!("The push refers to repository [{}]", reference.repository()),
         ));
-        target.run(
-            target
-                .client
-                .auth(&target.oref, &auth, RegistryOperation::Push),
-        )?;
+        target.run(target.client.auth(
+            &target.oref,
+            &registry::auth(credentials),
+            RegistryOperation::Push,
+        ))?;
+        tags.iter()
+            .map(|(r, id)| self.push_tag(&target, r, id, progress))
+            .collect()
+    }
 
+    /// Pushes one tag: the layers and config the registry lacks, then the manifest.
+    fn push_tag(
+        &self,
+        target: &Target<'_>,
+        reference: &Reference,
+        id: &ImageId,
+        progress: &mut dyn FnMut(PullProgress),
+    ) -> Result<Pushed> {
+        let tag = reference.tag().unwrap_or(DEFAULT_TAG).to_string();
+        let oref = registry::oci_reference(reference, None);
+        let rec = self.record(id)?;
+        let manifest = self.content.read_blob(&rec.manifest_digest)?;
         // Other repositories of this registry the image is known in: mount sources.
         let sources: Vec<oci_client::Reference> = self
-            .references(&id)?
+            .references(id)?
             .into_iter()
             .filter(|r| r.domain() == reference.domain() && r.path() != reference.path())
             .map(|r| registry::oci_reference(&r, None))
@@ -103,22 +138,22 @@ impl ImageStore {
         }
         for l in &layers {
             let id = short(&l.diff_id);
-            if target.run(target.client.blob_exists(&target.oref, l.digest.as_str()))? {
+            if target.run(target.client.blob_exists(&oref, l.digest.as_str()))? {
                 progress(PullProgress::new(Some(id), "Layer already exists"));
                 continue;
             }
-            if let Some(from) = mount(&target, &sources, &l.digest) {
+            if let Some(from) = mount(target, &sources, &l.digest) {
                 progress(PullProgress::new(
                     Some(id),
                     format!("Mounted from {}", from.repository()),
                 ));
                 continue;
             }
-            self.upload(&target, &l.digest, Some((id, &mut *progress)))?;
+            self.upload(target, &l.digest, Some((id, &mut *progress)))?;
             progress(PullProgress::new(Some(id), "Pushed"));
         }
-        if !target.run(target.client.blob_exists(&target.oref, rec.id.as_str()))? {
-            self.upload(&target, &rec.id, None)?;
+        if !target.run(target.client.blob_exists(&oref, rec.id.as_str()))? {
+            self.upload(target, &rec.id, None)?;
         }
 
         let content_type = rec.manifest_media_type.parse().map_err(|_| {
@@ -131,7 +166,7 @@ impl ImageStore {
         target.run(
             target
                 .client
-                .push_manifest_raw(&target.oref, manifest, content_type),
+                .push_manifest_raw(&oref, manifest, content_type),
         )?;
         // The image now has a digest in this repository, as after a pull.
         self.commit_image(&rec, &[reference.with_digest(rec.manifest_digest.clone())])?;

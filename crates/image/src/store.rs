@@ -302,7 +302,7 @@ impl ImageStore {
         Ok(self.all_refs()?.remove(id).unwrap_or_default())
     }
 
-    fn all_refs(&self) -> Result<BTreeMap<ImageId, Vec<Reference>>> {
+    pub(crate) fn all_refs(&self) -> Result<BTreeMap<ImageId, Vec<Reference>>> {
         let tx = self.db.begin_read().map_err(|e| Error::index("begin", e))?;
         let refs = tx
             .open_table(REFS)

@@ -102,6 +102,13 @@ fn push_read_back_skip_mount_and_pull_into_fresh_daemon() {
     );
     assert!(!out.contains("Pushed"), "{out}");
 
+    // --all-tags: every tag of the repository.
+    let other_b = format!("{}/y/busybox:2b", reg.host());
+    ok(&d, &["tag", &name, &other_b]);
+    let out = ok(&d, &["push", "-a", &format!("{}/y/busybox", reg.host())]);
+    assert!(out.contains(&format!("2: digest: {digest}")), "{out}");
+    assert!(out.contains(&format!("2b: digest: {digest}")), "{out}");
+
     // A fresh daemon pulls it back and runs it.
     let fresh = Daemon::start("push-fresh");
     let out = ok(&fresh, &["pull", &other]);
@@ -121,8 +128,31 @@ fn push_read_back_skip_mount_and_pull_into_fresh_daemon() {
     let second = Registry::start(&d.dir.join("registry2"), None);
     let moved = format!("{}/gz/busybox:1", second.host());
     ok(&fresh, &["tag", &gz, &moved]);
-    let out = ok(&fresh, &["push", &moved]);
-    assert!(out.contains("Pushed"), "{out}");
+    // Through the API itself: Docker's JSON progress, byte counts and the result record.
+    let out = Command::new("curl")
+        .args(["-sf", "-X", "POST", "--unix-socket"])
+        .arg(&fresh.socket)
+        .arg(format!(
+            "http://polis/images/{}/gz/busybox/push?tag=1",
+            second.host()
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let messages: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let has = |f: &dyn Fn(&serde_json::Value) -> bool| messages.iter().any(f);
+    assert!(
+        has(&|m| m["status"] == "Pushing" && m["progressDetail"]["total"].as_u64() > Some(0)),
+        "{messages:?}"
+    );
+    assert!(has(&|m| m["status"] == "Pushed"), "{messages:?}");
+    assert!(
+        has(&|m| m["aux"]["Tag"] == "1" && m["aux"]["Digest"].as_str().is_some()),
+        "{messages:?}"
+    );
     let first = reg.manifest("gz/busybox", "1", None);
     let again = second.manifest("gz/busybox", "1", None);
     assert_eq!(first, again);

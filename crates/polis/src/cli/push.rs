@@ -13,6 +13,9 @@ use super::pull::registry_auth_header;
 
 #[derive(Args)]
 pub struct PushArgs {
+    /// Push all tags of an image to the repository.
+    #[arg(short = 'a', long)]
+    all_tags: bool,
     #[arg(value_name = "NAME[:TAG]")]
     name: String,
 }
@@ -25,7 +28,14 @@ pub async fn push(c: &Client, a: PushArgs) -> Result<()> {
             a.name
         );
     }
-    let tag = reference.tag().unwrap_or("latest");
+    // Without a tag the daemon pushes every tag of the repository.
+    let tag = match (a.all_tags, Reference::parse_named(&a.name).ok()) {
+        (true, Some(named)) if named.tag().is_some() => {
+            bail!("tag can't be used with --all-tags/-a")
+        }
+        (true, _) => "",
+        (false, _) => reference.tag().unwrap_or("latest"),
+    };
     let auth = registry_auth_header(reference.domain())?;
     let path = format!(
         "/images/{}/push?{}",

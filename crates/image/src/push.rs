@@ -63,6 +63,12 @@ impl ImageStore {
         credentials: Option<&Credentials>,
         progress: &mut dyn FnMut(PullProgress),
     ) -> Result<Vec<Pushed>> {
+        if reference.digest().is_some() {
+            return Err(Error::InvalidReference(format!(
+                "{}: cannot push a digest reference",
+                reference.familiar()
+            )));
+        }
         let not_local = || Error::NotLocal(reference.familiar_repository());
         let tags: Vec<(Reference, ImageId)> = match reference.tag() {
             Some(_) => {

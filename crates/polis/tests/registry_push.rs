@@ -178,6 +178,20 @@ fn push_read_back_skip_mount_and_pull_into_fresh_daemon() {
         "{err}"
     );
 
+    // A digest reference names no tag to push.
+    let out = Command::new("curl")
+        .args(["-s", "-w", "%{http_code}", "-X", "POST", "--unix-socket"])
+        .arg(&d.socket)
+        .arg(format!(
+            "http://polis/images/{}/x/busybox@{digest}/push",
+            reg.host()
+        ))
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(body.ends_with("400"), "{body}");
+    assert!(body.contains("cannot push a digest reference"), "{body}");
+
     // The polis CLI pushes too.
     let third = format!("{}/z/busybox:3", reg.host());
     ok(&d, &["tag", &name, &third]);

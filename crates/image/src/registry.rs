@@ -181,17 +181,124 @@ pub async fn login(server: &str, creds: &Credentials) -> Result<()> {
     if status.is_success() {
         return Ok(());
     }
-    let bearer = res
+    let challenge = res
         .headers()
         .get(reqwest::header::WWW_AUTHENTICATE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("bearer"));
-    if bearer {
-        return Err(failed(
-            "the registry asks for token authentication, which is not supported yet".into(),
-        ));
+        .and_then(BearerChallenge::parse);
+    let Some(challenge) = challenge else {
+        return Err(failed(format!("status: {status}")));
+    };
+    // Token auth: the credentials buy a token from the realm, which `/v2/` must accept.
+    let token = fetch_token(&client, &challenge, creds)
+        .await
+        .map_err(failed)?;
+    let res = client
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .map_err(|e| Error::Registry(format!("login attempt to {url}: {}", with_causes(&e))))?;
+    if res.status().is_success() {
+        Ok(())
+    } else {
+        Err(failed(format!(
+            "the registry refused the token from {}: status: {}",
+            challenge.realm,
+            res.status()
+        )))
     }
-    Err(failed(format!("status: {status}")))
+}
+
+/// A `WWW-Authenticate: Bearer realm="…",service="…",scope="…"` challenge.
+#[derive(Debug, PartialEq, Eq)]
+struct BearerChallenge {
+    realm: String,
+    service: Option<String>,
+    scope: Option<String>,
+}
+
+impl BearerChallenge {
+    /// The challenge in `header`, if it is a Bearer one with a realm.
+    fn parse(header: &str) -> Option<BearerChallenge> {
+        let (scheme, params) = header.trim().split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        let (mut realm, mut service, mut scope) = (None, None, None);
+        let mut rest = params.trim();
+        while !rest.is_empty() {
+            let (key, after) = rest.split_once('=')?;
+            let key = key.trim().to_ascii_lowercase();
+            // Quoted values may hold commas (`scope="repository:a:pull,push"`).
+            let (value, after) = match after.strip_prefix('"') {
+                Some(q) => {
+                    let end = q.find('"')?;
+                    (q[..end].to_string(), &q[end + 1..])
+                }
+                None => {
+                    let end = after.find(',').unwrap_or(after.len());
+                    (after[..end].trim().to_string(), &after[end..])
+                }
+            };
+            match key.as_str() {
+                "realm" => realm = Some(value),
+                "service" => service = Some(value),
+                "scope" => scope = Some(value),
+                _ => {}
+            }
+            rest = after.trim_start().trim_start_matches(',').trim_start();
+        }
+        Some(BearerChallenge {
+            realm: realm?,
+            service,
+            scope,
+        })
+    }
+}
+
+/// Asks the token server of `challenge` for a token with basic `creds`, as Docker does.
+async fn fetch_token(
+    client: &reqwest::Client,
+    challenge: &BearerChallenge,
+    creds: &Credentials,
+) -> std::result::Result<String, String> {
+    let mut url = reqwest::Url::parse(&challenge.realm)
+        .map_err(|e| format!("token realm {:?}: {e}", challenge.realm))?;
+    {
+        let mut q = url.query_pairs_mut();
+        if let Some(s) = &challenge.service {
+            q.append_pair("service", s);
+        }
+        if let Some(s) = &challenge.scope {
+            q.append_pair("scope", s);
+        }
+    }
+    let res = client
+        .get(url.clone())
+        .basic_auth(&creds.username, Some(&creds.password))
+        .send()
+        .await
+        .map_err(|e| format!("token request to {url}: {}", with_causes(&e)))?;
+    let status = res.status();
+    if !status.is_success() {
+        return Err(format!("token request to {url}: status: {status}"));
+    }
+    #[derive(serde::Deserialize)]
+    struct TokenResponse {
+        token: Option<String>,
+        access_token: Option<String>,
+    }
+    let bytes = res
+        .bytes()
+        .await
+        .map_err(|e| format!("token response from {url}: {}", with_causes(&e)))?;
+    let body: TokenResponse =
+        serde_json::from_slice(&bytes).map_err(|e| format!("token response from {url}: {e}"))?;
+    body.token
+        .or(body.access_token)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| format!("token response from {url}: no token"))
 }
 
 #[cfg(test)]
@@ -217,6 +324,19 @@ mod tests {
         ] {
             assert!(!is_insecure(d), "{d}");
         }
+    }
+
+    #[test]
+    fn bearer_challenges_parse() {
+        let c = BearerChallenge::parse(
+            r#"Bearer realm="http://127.0.0.1:1/token",service="reg",scope="repository:a/b:pull,push""#,
+        )
+        .unwrap();
+        assert_eq!(c.realm, "http://127.0.0.1:1/token");
+        assert_eq!(c.service.as_deref(), Some("reg"));
+        assert_eq!(c.scope.as_deref(), Some("repository:a/b:pull,push"));
+        assert!(BearerChallenge::parse(r#"Basic realm="x""#).is_none());
+        assert!(BearerChallenge::parse(r#"Bearer service="x""#).is_none());
     }
 
     #[test]

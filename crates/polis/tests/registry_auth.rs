@@ -3,6 +3,8 @@
 //! checks basic credentials and hands out RS256 JWTs signed by a key whose self-signed
 //! certificate (made with openssl) is the registry's root bundle. `docker login`,
 //! `docker pull` and `polis pull` go through the WWW-Authenticate Bearer challenge flow.
+//! A registry serving TLS with a certificate from a test CA (kept in the daemon's certs.d)
+//! is reached over HTTPS.
 
 mod common;
 
@@ -38,13 +40,17 @@ fn free_port() -> u16 {
 }
 
 impl Registry {
-    fn start(dir: &Path, auth: &str) -> Registry {
+    /// `http` is YAML indented under `http:`, `auth` under `auth:` (either may be empty).
+    fn start(dir: &Path, http: &str, auth: &str) -> Registry {
         std::fs::create_dir_all(dir).unwrap();
         let port = free_port();
-        let config = format!(
-            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n{auth}",
+        let mut config = format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{http}",
             dir.join("data").display()
         );
+        if !auth.is_empty() {
+            config.push_str(&format!("auth:\n{auth}"));
+        }
         let config_path = dir.join("config.yml");
         std::fs::write(&config_path, config).unwrap();
         let log = std::fs::File::create(dir.join("registry.log")).unwrap();
@@ -277,8 +283,126 @@ fn ok(d: &Daemon, args: &[&str]) -> String {
     out
 }
 
+/// The daemons' certs.d (POLIS_CERTS_DIR), the same for every test of this process.
+fn certs_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("polis-certs-d-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::env::set_var("POLIS_CERTS_DIR", &dir);
+    dir
+}
+
+/// `openssl` with `args`, which must succeed.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {out:?}");
+}
+
+#[test]
+fn tls_registry_with_a_ca_in_certs_d() {
+    let certs = certs_dir();
+    let d = Daemon::start("registry-tls");
+    let dir = d.dir.join("registry-tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    // A test CA, and the registry's certificate for 127.0.0.1 signed by it.
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=polis test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ],
+    );
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        &dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.crt",
+        ],
+    );
+    let reg = Registry::start(
+        &dir,
+        &format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            dir.join("server.crt").display(),
+            dir.join("server.key").display()
+        ),
+        "",
+    );
+    let host = reg.host();
+    let ca_dir = certs.join(&host);
+    std::fs::create_dir_all(&ca_dir).unwrap();
+    std::fs::copy(dir.join("ca.crt"), ca_dir.join("ca.crt")).unwrap();
+
+    import_busybox(&d);
+    let archive = d.dir.join("busybox.tar");
+    ok(
+        &d,
+        &["save", "-o", archive.to_str().unwrap(), "busybox:local"],
+    );
+    let out = Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-cert-dir"])
+        .arg(&ca_dir)
+        .arg(format!("docker-archive:{}", archive.display()))
+        .arg(format!("docker://{host}/secure:1"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "skopeo copy: {out:?}");
+    let name = format!("{host}/secure:1");
+    let out = ok(&d, &["pull", &name]);
+    assert!(out.contains("Downloaded newer image"), "{out}");
+    assert_eq!(ok(&d, &["run", "--rm", &name, "echo", "tls"]), "tls\n");
+    ok(&d, &["rmi", &name]);
+    let (code, out, err) = polis(&d, &["pull", &name]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Status: Downloaded newer image"), "{out}");
+}
+
 #[test]
 fn token_auth_login_and_pull() {
+    certs_dir();
     let d = Daemon::start("registry-token");
     let dir = d.dir.join("registry-token");
     std::fs::create_dir_all(&dir).unwrap();
@@ -286,6 +410,7 @@ fn token_auth_login_and_pull() {
     let tokens = TokenServer::start(&key);
     let reg = Registry::start(
         &dir,
+        "",
         &format!(
             "  token:\n    realm: {}\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n",
             tokens.realm(),

@@ -467,4 +467,89 @@ fn token_auth_login_and_pull() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("Status: Downloaded newer image"), "{out}");
     assert!(tokens.issued.load(Ordering::SeqCst) > before);
+
+    // polis logout / login keep config.json as docker does.
+    let config_path = d.dir.join("docker-config/config.json");
+    let config = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap()
+    };
+    let (code, out, err) = polis(&d, &["logout", &host]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out, format!("Removing login credentials for {host}\n"));
+    assert!(config()["auths"].get(&host).is_none(), "{}", config());
+    let (code, out, _) = polis(&d, &["logout", &host]);
+    assert_eq!((code, out), (0, format!("Not logged in to {host}\n")));
+    let (code, out, err) = polis(&d, &["login", "-u", USER, "-p", "wrong", &host]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains("401"), "{err}");
+    assert!(config()["auths"].get(&host).is_none(), "{}", config());
+    let (code, out, err) = polis_stdin(
+        &d,
+        &["login", "-u", USER, "--password-stdin", &host],
+        &format!("{PASSWORD}\n"),
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out, "Login Succeeded\n");
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    assert_eq!(config()["auths"][&host]["auth"], auth.as_str());
+
+    // A credential helper (credsStore) is asked when pulling.
+    std::fs::write(&config_path, r#"{"credsStore":"polistest"}"#).unwrap();
+    let bin = d.dir.join("helper-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-polistest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nread server\nif [ \"$1\" = get ] && [ \"$server\" = {host} ]; then\n\
+             printf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}' \"$server\"\n\
+             exit 0\nfi\necho credentials not found\nexit 1\n"
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    ok(&d, &["rmi", &name]);
+    let (code, out, err) = polis(&d, &["pull", &name]);
+    assert_ne!(code, 0, "without the helper on PATH: {out}{err}");
+    assert!(err.contains("docker-credential-polistest"), "{err}");
+    let (code, out, err) = polis_stdin(&d, &["pull", &name], "", Some(&bin));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Status: Downloaded newer image"), "{out}");
+}
+
+/// `polis` with `input` on stdin and `bin` first on PATH.
+fn polis_stdin(
+    d: &Daemon,
+    args: &[&str],
+    input: &str,
+    bin: Option<&Path>,
+) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_polis"));
+    if let Some(b) = bin {
+        let path = std::env::var("PATH").unwrap_or_default();
+        cmd.env("PATH", format!("{}:{path}", b.display()));
+    }
+    let mut child = cmd
+        .env("DOCKER_HOST", d.host())
+        .env("DOCKER_CONFIG", d.dir.join("docker-config"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

@@ -42,10 +42,15 @@ fn free_port() -> u16 {
 impl Registry {
     /// `http` is YAML indented under `http:`, `auth` under `auth:` (either may be empty).
     fn start(dir: &Path, http: &str, auth: &str) -> Registry {
+        Registry::start_on(dir, "127.0.0.1", http, auth)
+    }
+
+    /// [`Registry::start`] listening on `bind` (an IPv4 address).
+    fn start_on(dir: &Path, bind: &str, http: &str, auth: &str) -> Registry {
         std::fs::create_dir_all(dir).unwrap();
         let port = free_port();
         let mut config = format!(
-            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{http}",
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {bind}:{port}\n{http}",
             dir.join("data").display()
         );
         if !auth.is_empty() {
@@ -341,7 +346,13 @@ fn tls_registry_with_a_ca_in_certs_d() {
             "server.csr",
         ],
     );
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    // A non-loopback address of this machine, to reach the registry as a secure one.
+    let outside = non_loopback_ipv4();
+    let mut san = "subjectAltName=IP:127.0.0.1".to_string();
+    if let Some(ip) = &outside {
+        san.push_str(&format!(",IP:{ip}"));
+    }
+    std::fs::write(dir.join("san.ext"), format!("{san}\n")).unwrap();
     openssl(
         &dir,
         &[
@@ -362,8 +373,13 @@ fn tls_registry_with_a_ca_in_certs_d() {
             "server.crt",
         ],
     );
-    let reg = Registry::start(
+    let reg = Registry::start_on(
         &dir,
+        if outside.is_some() {
+            "0.0.0.0"
+        } else {
+            "127.0.0.1"
+        },
         &format!(
             "  tls:\n    certificate: {}\n    key: {}\n",
             dir.join("server.crt").display(),
@@ -398,6 +414,33 @@ fn tls_registry_with_a_ca_in_certs_d() {
     let (code, out, err) = polis(&d, &["pull", &name]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("Status: Downloaded newer image"), "{out}");
+
+    // Not on loopback the registry is a secure one: its certificate is verified against
+    // the CA of its certs.d directory, and refused without it.
+    let Some(ip) = outside else {
+        eprintln!("no non-loopback IPv4 address: the verified TLS path is not exercised");
+        return;
+    };
+    let secure_host = format!("{ip}:{}", reg.port);
+    let secure = format!("{secure_host}/secure:1");
+    let (code, out, err) = docker(&d, &["pull", &secure]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    let ca_dir = certs.join(&secure_host);
+    std::fs::create_dir_all(&ca_dir).unwrap();
+    std::fs::copy(dir.join("ca.crt"), ca_dir.join("ca.crt")).unwrap();
+    let out = ok(&d, &["pull", &secure]);
+    assert!(out.contains("Downloaded newer image"), "{out}");
+}
+
+/// The first IPv4 address of this machine that is not loopback, if any.
+fn non_loopback_ipv4() -> Option<String> {
+    let out = Command::new("hostname").arg("-I").output().ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|a| a.parse::<std::net::Ipv4Addr>().ok())
+        .find(|a| !a.is_loopback())
+        .map(|a| a.to_string())
 }
 
 #[test]

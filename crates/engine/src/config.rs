@@ -25,6 +25,11 @@ pub struct DaemonConfig {
     pub log_level: String,
     /// The init `--init` runs as the container's PID 1 (dockerd's `--init-path`).
     pub init_path: PathBuf,
+    /// Docker's certs.d: `DIR/HOST[:PORT]/*.crt` are extra CA roots for that registry.
+    pub certs_dir: PathBuf,
+    /// Registries (`host` or `host:port`) reached without TLS verification, or over
+    /// plain HTTP when they do not speak TLS; loopback ones always are.
+    pub insecure_registries: Vec<String>,
 }
 
 impl Default for DaemonConfig {
@@ -35,6 +40,8 @@ impl Default for DaemonConfig {
             host: "unix:///run/polis/polis.sock".to_string(),
             log_level: "info".to_string(),
             init_path: PathBuf::from(DEFAULT_INIT_PATH),
+            certs_dir: PathBuf::from("/etc/polis/certs.d"),
+            insecure_registries: Vec::new(),
         }
     }
 }
@@ -48,6 +55,8 @@ pub struct Overrides {
     pub host: Option<String>,
     pub log_level: Option<String>,
     pub init_path: Option<PathBuf>,
+    pub certs_dir: Option<PathBuf>,
+    pub insecure_registries: Option<Vec<String>>,
 }
 
 impl Overrides {
@@ -67,7 +76,8 @@ impl Overrides {
         })
     }
 
-    /// `POLIS_ROOT`, `POLIS_RUN_ROOT`, `POLIS_HOST`, `POLIS_LOG_LEVEL`, `POLIS_INIT_PATH`.
+    /// `POLIS_ROOT`, `POLIS_RUN_ROOT`, `POLIS_HOST`, `POLIS_LOG_LEVEL`, `POLIS_INIT_PATH`,
+    /// `POLIS_CERTS_DIR`.
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Self {
         Overrides {
             root: get("POLIS_ROOT").map(PathBuf::from),
@@ -75,6 +85,8 @@ impl Overrides {
             host: get("POLIS_HOST"),
             log_level: get("POLIS_LOG_LEVEL"),
             init_path: get("POLIS_INIT_PATH").map(PathBuf::from),
+            certs_dir: get("POLIS_CERTS_DIR").map(PathBuf::from),
+            insecure_registries: None,
         }
     }
 }
@@ -101,6 +113,12 @@ impl DaemonConfig {
             if let Some(v) = &l.init_path {
                 c.init_path = v.clone();
             }
+            if let Some(v) = &l.certs_dir {
+                c.certs_dir = v.clone();
+            }
+            if let Some(v) = &l.insecure_registries {
+                c.insecure_registries = v.clone();
+            }
         }
         // The socket follows the run root unless placed explicitly.
         if !host_given {
@@ -111,6 +129,7 @@ impl DaemonConfig {
             ("root", &c.root),
             ("run-root", &c.run_root),
             ("init-path", &c.init_path),
+            ("certs-dir", &c.certs_dir),
         ] {
             if !p.is_absolute() {
                 return Err(Error::Config {
@@ -144,7 +163,8 @@ mod tests {
     #[test]
     fn layers_override_in_order() {
         let file: Overrides = toml::from_str(
-            "root = \"/srv/polis\"\nlog-level = \"debug\"\ninit-path = \"/opt/tini\"",
+            "root = \"/srv/polis\"\nlog-level = \"debug\"\ninit-path = \"/opt/tini\"\n\
+             certs-dir = \"/srv/certs.d\"\ninsecure-registries = [\"10.0.0.1:5000\"]",
         )
         .unwrap();
         let env = Overrides::from_env(|k| (k == "POLIS_LOG_LEVEL").then(|| "warn".to_string()));
@@ -158,6 +178,8 @@ mod tests {
         assert_eq!(c.log_level, "warn");
         assert_eq!(c.host, "unix:///tmp/pr/polis.sock");
         assert_eq!(c.init_path, PathBuf::from("/opt/tini"));
+        assert_eq!(c.certs_dir, PathBuf::from("/srv/certs.d"));
+        assert_eq!(c.insecure_registries, ["10.0.0.1:5000"]);
         let env = Overrides::from_env(|k| (k == "POLIS_INIT_PATH").then(|| "/x/init".into()));
         assert_eq!(
             DaemonConfig::resolve(&[env]).unwrap().init_path,

@@ -201,7 +201,7 @@ impl ImageStore {
     ) -> Result<Pulled> {
         let remote = Remote {
             rt,
-            client: registry::client(reference.domain()),
+            client: rt.block_on(registry::client(reference.domain()))?,
             auth: registry::auth(credentials),
             reference,
             shown: reference.familiar(),

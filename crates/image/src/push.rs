@@ -97,9 +97,10 @@ impl ImageStore {
         }
         // Blobs must not be collected while they are read.
         let _guard = self.ingest_guard();
+        let client = rt.block_on(registry::push_client(reference.domain()))?;
         let target = Target {
             rt,
-            client: registry::push_client(reference.domain()),
+            client,
             reference,
             oref: registry::oci_reference(&tags[0].0, None),
         };

@@ -1,8 +1,11 @@
-//! Talking to a registry through `oci-client`: plain HTTP for 127.0.0.0/8, `::1` and
-//! `localhost` as Docker does (every other registry over TLS), credentials, and the
-//! registry's errors turned into Docker's messages.
+//! Talking to a registry through `oci-client`: TLS with the system roots plus the CAs of
+//! the registry's certs.d directory; insecure registries (127.0.0.0/8, `::1`, `localhost`
+//! and those configured) tried over unverified TLS first, then plain HTTP, as Docker
+//! does; credentials, and the registry's errors turned into Docker's messages.
 
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
@@ -28,6 +31,130 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// The daemon's registry settings.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Docker's certs.d layout: `DIR/HOST[:PORT]/*.crt` are extra CA roots for that registry.
+    pub certs_dir: PathBuf,
+    /// Registries (`host` or `host:port`) reached without TLS verification, or over HTTP.
+    pub insecure: Vec<String>,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            certs_dir: PathBuf::from("/etc/polis/certs.d"),
+            insecure: Vec::new(),
+        }
+    }
+}
+
+/// The settings in force, set once by the daemon at start.
+static CONFIG: OnceLock<RegistryConfig> = OnceLock::new();
+
+/// Sets the registry settings for this process (the first call wins).
+pub fn configure(config: RegistryConfig) {
+    let _ = CONFIG.set(config);
+}
+
+fn config() -> &'static RegistryConfig {
+    CONFIG.get_or_init(RegistryConfig::default)
+}
+
+/// True for a registry reached without TLS verification: loopback or configured.
+fn insecure(host: &str) -> bool {
+    is_insecure(host)
+        || config()
+            .insecure
+            .iter()
+            .any(|i| i == host || host.rsplit_once(':').is_some_and(|(h, _)| h == i.as_str()))
+}
+
+/// The PEM CA certificates (`*.crt`) of `host` in `certs_dir`, as Docker reads certs.d.
+fn extra_roots(certs_dir: &Path, host: &str) -> Result<Vec<Vec<u8>>> {
+    let dir = certs_dir.join(host);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::Registry(format!("read {}: {e}", dir.display()))),
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "crt"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| {
+            std::fs::read(p).map_err(|e| Error::Registry(format!("read {}: {e}", p.display())))
+        })
+        .collect()
+}
+
+/// How one registry is reached.
+#[derive(Debug)]
+struct Endpoint {
+    https: bool,
+    /// Certificates are checked (never for insecure registries, as Docker).
+    verify: bool,
+    roots: Vec<Vec<u8>>,
+}
+
+impl Endpoint {
+    fn scheme(&self) -> &'static str {
+        if self.https {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// A reqwest client speaking to this endpoint.
+    fn http_client(&self) -> Result<reqwest::Client> {
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(30))
+            .danger_accept_invalid_certs(!self.verify);
+        for pem in &self.roots {
+            let cert = reqwest::Certificate::from_pem(pem)
+                .map_err(|e| Error::Registry(format!("CA certificate: {e}")))?;
+            b = b.add_root_certificate(cert);
+        }
+        b.build().map_err(|e| Error::Registry(e.to_string()))
+    }
+}
+
+/// Where `host` is reached: over verified TLS, or for an insecure registry over TLS if it
+/// answers TLS (unverified), else over plain HTTP.
+async fn endpoint(host: &str) -> Result<Endpoint> {
+    let roots = extra_roots(&config().certs_dir, host)?;
+    if !insecure(host) {
+        return Ok(Endpoint {
+            https: true,
+            verify: true,
+            roots,
+        });
+    }
+    let tls = Endpoint {
+        https: true,
+        verify: false,
+        roots,
+    };
+    let probe = tls
+        .http_client()?
+        .get(format!("https://{host}/v2/"))
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
+        .await;
+    if probe.is_ok() {
+        return Ok(tls);
+    }
+    Ok(Endpoint {
+        https: false,
+        ..tls
+    })
+}
+
 /// True for registries Docker reaches over plain HTTP without configuration: loopback
 /// addresses and `localhost`, with or without a port.
 pub fn is_insecure(domain: &str) -> bool {
@@ -47,40 +174,42 @@ pub fn registry_host(domain: &str) -> &str {
     }
 }
 
-fn scheme(domain: &str) -> &'static str {
-    if is_insecure(domain) {
-        "http"
-    } else {
-        "https"
-    }
-}
-
 /// A client for the registry of `domain`.
-pub(crate) fn client(domain: &str) -> oci_client::Client {
-    client_with(domain, false)
+pub(crate) async fn client(domain: &str) -> Result<oci_client::Client> {
+    client_with(domain, false).await
 }
 
 /// A client for pushing to `domain`: each blob goes up in one streamed PUT.
-pub(crate) fn push_client(domain: &str) -> oci_client::Client {
-    client_with(domain, true)
+pub(crate) async fn push_client(domain: &str) -> Result<oci_client::Client> {
+    client_with(domain, true).await
 }
 
-fn client_with(domain: &str, monolithic: bool) -> oci_client::Client {
+async fn client_with(domain: &str, monolithic: bool) -> Result<oci_client::Client> {
     let host = registry_host(domain);
-    let protocol = if is_insecure(host) {
-        ClientProtocol::HttpsExcept(vec![host.to_string()])
-    } else {
+    let endpoint = endpoint(host).await?;
+    let protocol = if endpoint.https {
         ClientProtocol::Https
+    } else {
+        ClientProtocol::HttpsExcept(vec![host.to_string()])
     };
-    oci_client::Client::new(ClientConfig {
+    Ok(oci_client::Client::new(ClientConfig {
         protocol,
+        accept_invalid_certificates: !endpoint.verify,
+        extra_root_certificates: endpoint
+            .roots
+            .into_iter()
+            .map(|data| oci_client::client::Certificate {
+                encoding: oci_client::client::CertificateEncoding::Pem,
+                data,
+            })
+            .collect(),
         // Index selection is ours (platform chosen by the caller).
         platform_resolver: None,
         use_monolithic_push: monolithic,
         connect_timeout: Some(std::time::Duration::from_secs(30)),
         read_timeout: Some(std::time::Duration::from_secs(60)),
         ..ClientConfig::default()
-    })
+    }))
 }
 
 pub(crate) fn auth(creds: Option<&Credentials>) -> RegistryAuth {
@@ -175,12 +304,10 @@ fn code_text(code: &OciErrorCode) -> String {
 /// `docker login`: checks `creds` against the registry's `/v2/` endpoint with basic auth.
 pub async fn login(server: &str, creds: &Credentials) -> Result<()> {
     let host = registry_host(server.trim_end_matches('/'));
-    let url = format!("{}://{host}/v2/", scheme(host));
+    let endpoint = endpoint(host).await?;
+    let url = format!("{}://{host}/v2/", endpoint.scheme());
     let failed = |why: String| Error::Unauthorized(format!("login attempt to {url} failed: {why}"));
-    let client = reqwest::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(30))
-        .build()
-        .map_err(|e| Error::Registry(format!("{url}: {e}")))?;
+    let client = endpoint.http_client()?;
     let res = client
         .get(&url)
         .basic_auth(&creds.username, Some(&creds.password))
@@ -191,17 +318,124 @@ pub async fn login(server: &str, creds: &Credentials) -> Result<()> {
     if status.is_success() {
         return Ok(());
     }
-    let bearer = res
+    let challenge = res
         .headers()
         .get(reqwest::header::WWW_AUTHENTICATE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("bearer"));
-    if bearer {
-        return Err(failed(
-            "the registry asks for token authentication, which is not supported yet".into(),
-        ));
+        .and_then(BearerChallenge::parse);
+    let Some(challenge) = challenge else {
+        return Err(failed(format!("status: {status}")));
+    };
+    // Token auth: the credentials buy a token from the realm, which `/v2/` must accept.
+    let token = fetch_token(&client, &challenge, creds)
+        .await
+        .map_err(failed)?;
+    let res = client
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .map_err(|e| Error::Registry(format!("login attempt to {url}: {}", with_causes(&e))))?;
+    if res.status().is_success() {
+        Ok(())
+    } else {
+        Err(failed(format!(
+            "the registry refused the token from {}: status: {}",
+            challenge.realm,
+            res.status()
+        )))
     }
-    Err(failed(format!("status: {status}")))
+}
+
+/// A `WWW-Authenticate: Bearer realm="…",service="…",scope="…"` challenge.
+#[derive(Debug, PartialEq, Eq)]
+struct BearerChallenge {
+    realm: String,
+    service: Option<String>,
+    scope: Option<String>,
+}
+
+impl BearerChallenge {
+    /// The challenge in `header`, if it is a Bearer one with a realm.
+    fn parse(header: &str) -> Option<BearerChallenge> {
+        let (scheme, params) = header.trim().split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        let (mut realm, mut service, mut scope) = (None, None, None);
+        let mut rest = params.trim();
+        while !rest.is_empty() {
+            let (key, after) = rest.split_once('=')?;
+            let key = key.trim().to_ascii_lowercase();
+            // Quoted values may hold commas (`scope="repository:a:pull,push"`).
+            let (value, after) = match after.strip_prefix('"') {
+                Some(q) => {
+                    let end = q.find('"')?;
+                    (q[..end].to_string(), &q[end + 1..])
+                }
+                None => {
+                    let end = after.find(',').unwrap_or(after.len());
+                    (after[..end].trim().to_string(), &after[end..])
+                }
+            };
+            match key.as_str() {
+                "realm" => realm = Some(value),
+                "service" => service = Some(value),
+                "scope" => scope = Some(value),
+                _ => {}
+            }
+            rest = after.trim_start().trim_start_matches(',').trim_start();
+        }
+        Some(BearerChallenge {
+            realm: realm?,
+            service,
+            scope,
+        })
+    }
+}
+
+/// Asks the token server of `challenge` for a token with basic `creds`, as Docker does.
+async fn fetch_token(
+    client: &reqwest::Client,
+    challenge: &BearerChallenge,
+    creds: &Credentials,
+) -> std::result::Result<String, String> {
+    let mut url = reqwest::Url::parse(&challenge.realm)
+        .map_err(|e| format!("token realm {:?}: {e}", challenge.realm))?;
+    {
+        let mut q = url.query_pairs_mut();
+        if let Some(s) = &challenge.service {
+            q.append_pair("service", s);
+        }
+        if let Some(s) = &challenge.scope {
+            q.append_pair("scope", s);
+        }
+    }
+    let res = client
+        .get(url.clone())
+        .basic_auth(&creds.username, Some(&creds.password))
+        .send()
+        .await
+        .map_err(|e| format!("token request to {url}: {}", with_causes(&e)))?;
+    let status = res.status();
+    if !status.is_success() {
+        return Err(format!("token request to {url}: status: {status}"));
+    }
+    #[derive(serde::Deserialize)]
+    struct TokenResponse {
+        token: Option<String>,
+        access_token: Option<String>,
+    }
+    let bytes = res
+        .bytes()
+        .await
+        .map_err(|e| format!("token response from {url}: {}", with_causes(&e)))?;
+    let body: TokenResponse =
+        serde_json::from_slice(&bytes).map_err(|e| format!("token response from {url}: {e}"))?;
+    body.token
+        .or(body.access_token)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| format!("token response from {url}: no token"))
 }
 
 #[cfg(test)]
@@ -227,6 +461,19 @@ mod tests {
         ] {
             assert!(!is_insecure(d), "{d}");
         }
+    }
+
+    #[test]
+    fn bearer_challenges_parse() {
+        let c = BearerChallenge::parse(
+            r#"Bearer realm="http://127.0.0.1:1/token",service="reg",scope="repository:a/b:pull,push""#,
+        )
+        .unwrap();
+        assert_eq!(c.realm, "http://127.0.0.1:1/token");
+        assert_eq!(c.service.as_deref(), Some("reg"));
+        assert_eq!(c.scope.as_deref(), Some("repository:a/b:pull,push"));
+        assert!(BearerChallenge::parse(r#"Basic realm="x""#).is_none());
+        assert!(BearerChallenge::parse(r#"Bearer service="x""#).is_none());
     }
 
     #[test]

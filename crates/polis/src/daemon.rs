@@ -47,6 +47,7 @@ pub fn main(args: DaemonArgs) -> Result<i32> {
             host: args.host,
             log_level: args.log_level,
             init_path: args.init_path,
+            ..Overrides::default()
         },
     ])?;
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
@@ -67,6 +68,10 @@ pub fn main(args: DaemonArgs) -> Result<i32> {
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_default(),
     };
+    polis_image::registry::configure(polis_image::registry::RegistryConfig {
+        certs_dir: config.certs_dir.clone(),
+        insecure: config.insecure_registries.clone(),
+    });
     let images = polis_image::ImageStore::open(&config.root.join("images"))?;
     // Blobs a crash left behind (an interrupted load or import) go now.
     let gc = images.gc()?;

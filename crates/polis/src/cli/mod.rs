@@ -6,10 +6,12 @@ mod changes;
 mod client;
 mod containers;
 mod cp;
+mod credentials;
 mod exec;
 mod format;
 mod images;
 mod list;
+mod login;
 mod opts;
 mod pull;
 mod push;
@@ -42,6 +44,10 @@ pub enum ClientCommand {
     Pull(pull::PullArgs),
     /// Upload an image to a registry.
     Push(push::PushArgs),
+    /// Log in to a registry.
+    Login(login::LoginArgs),
+    /// Log out from a registry.
+    Logout(login::LogoutArgs),
     /// Show the history of an image.
     History(images::HistoryArgs),
     /// Manage images.
@@ -260,11 +266,13 @@ async fn run(host: &str, command: ClientCommand) -> anyhow::Result<()> {
     match command {
         C::Version(a) => return system::version(host, a).await,
         C::Info(a) => return system::info(host, a).await,
+        C::Logout(a) => return login::logout(a),
         _ => {}
     }
     let c = client::Client::connect(host).await?;
     match command {
-        C::Version(_) | C::Info(_) => Ok(()),
+        C::Version(_) | C::Info(_) | C::Logout(_) => Ok(()),
+        C::Login(a) => login::login(&c, a).await,
         C::Images(a) => images::list(&c, a).await,
         C::Import(a) => images::import(&c, a).await,
         C::Tag(a) => images::tag(&c, a).await,

@@ -2,8 +2,6 @@
 //! lines (`ID: status`), as docker does when its output is not a terminal. Credentials
 //! saved by `docker login` (config.json `auths`) are sent along for the image's registry.
 
-use std::path::PathBuf;
-
 use anyhow::{bail, Context, Result};
 use base64::Engine;
 use clap::Args;
@@ -89,40 +87,13 @@ pub async fn pull_image(
     Ok(())
 }
 
-/// The docker client's config directory: `$DOCKER_CONFIG`, else `~/.docker`.
-fn docker_config_dir() -> Option<PathBuf> {
-    std::env::var_os("DOCKER_CONFIG")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))
-}
-
-/// `X-Registry-Auth` for `domain`: the credentials config.json keeps for it, else `{}`.
+/// `X-Registry-Auth` for `domain`: the credentials config.json (or its credential
+/// helper) keeps for it, else `{}`.
 pub(super) fn registry_auth_header(domain: &str) -> Result<String> {
     let encode = |v: &Value| base64::engine::general_purpose::URL_SAFE.encode(v.to_string());
-    let Some(path) = docker_config_dir().map(|d| d.join("config.json")) else {
+    let key = super::credentials::key_for(domain);
+    let Some((username, password)) = super::credentials::ConfigFile::load()?.get(&key)? else {
         return Ok(encode(&json!({})));
-    };
-    let config: Value = match std::fs::read(&path) {
-        Ok(bytes) => {
-            serde_json::from_slice(&bytes).with_context(|| format!("parse {}", path.display()))?
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(encode(&json!({}))),
-        Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
-    };
-    let key = if domain == polis_image::reference::DEFAULT_DOMAIN {
-        "https://index.docker.io/v1/"
-    } else {
-        domain
-    };
-    let Some(saved) = config["auths"][key]["auth"].as_str() else {
-        return Ok(encode(&json!({})));
-    };
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(saved)
-        .with_context(|| format!("{}: auths.{key}.auth is not base64", path.display()))?;
-    let decoded = String::from_utf8_lossy(&decoded);
-    let Some((username, password)) = decoded.split_once(':') else {
-        bail!("{}: auths.{key}.auth is not user:password", path.display());
     };
     Ok(encode(&json!({
         "username": username,

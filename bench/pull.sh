@@ -181,7 +181,7 @@ rss = {l.split()[0]: int(l.split()[1]) for l in open(f"{out}/rss")}
 others = [p for p in peers if p != "polis"]
 fastest = min(res[p]["median"] for p in others)
 print()
-print("median wall time (s), cpu s (user+sys), peak RSS (MiB) of the puller")
+print("median wall time (s), cpu s (user+sys; for polis the client only), peak RSS (MiB) of the puller")
 for p in peers:
     r = res[p]
     print(f"{p:<8}{r['median']:>8.2f}{r['user'] + r['system']:>8.2f}{rss[p] / 1024:>8.1f}"

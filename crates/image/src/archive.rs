@@ -386,42 +386,47 @@ impl ImageStore {
         }
         let mut layers = Vec::new();
         for (blob, expected) in layer_blobs.iter().zip(diff_ids) {
-            let expected = Digest::parse(expected)?;
-            let path = self.content.path(blob);
-            let file = self.content.open_blob(blob)?;
-            let mut head = [0u8; 6];
-            let n = read_up_to(&file, &mut head).map_err(|e| Error::io("read", &path, e))?;
-            let compression = detect_compression(&head[..n], &format!("layer {blob}"))?;
-            let file = self.content.open_blob(blob)?;
-            let plain = decompressed(BufReader::new(file), &format!("layer {blob}"))?;
-            let mut hashing = HashingReader::new(plain);
-            check_tar_stream(&mut hashing, &format!("layer {blob}"))?;
-            let (diff_id, uncompressed_size) = hashing.finish();
-            if diff_id != expected {
-                return Err(Error::DigestMismatch {
-                    what: format!("layer {blob} (diff ID)"),
-                    expected: expected.to_string(),
-                    actual: diff_id.to_string(),
-                });
-            }
-            layers.push(LayerRecord {
-                digest: blob.clone(),
-                media_type: match compression {
-                    Compression::Gzip => MEDIA_LAYER_GZIP,
-                    Compression::Zstd => MEDIA_LAYER_ZSTD,
-                    Compression::None => MEDIA_LAYER_TAR,
-                }
-                .to_string(),
-                size: self.content.size(blob)?,
-                diff_id,
-                uncompressed_size,
-            });
+            layers.push(self.check_layer(blob, &Digest::parse(expected)?)?);
         }
         Ok(PendingImage {
             created_at: config.created.clone(),
             config_bytes,
             layers,
             refs,
+        })
+    }
+
+    /// Reads a stored layer blob through: a tar (after decompression) whose digest is
+    /// the `expected` diff ID.
+    pub(crate) fn check_layer(&self, blob: &Digest, expected: &Digest) -> Result<LayerRecord> {
+        let path = self.content.path(blob);
+        let file = self.content.open_blob(blob)?;
+        let mut head = [0u8; 6];
+        let n = read_up_to(&file, &mut head).map_err(|e| Error::io("read", &path, e))?;
+        let compression = detect_compression(&head[..n], &format!("layer {blob}"))?;
+        let file = self.content.open_blob(blob)?;
+        let plain = decompressed(BufReader::new(file), &format!("layer {blob}"))?;
+        let mut hashing = HashingReader::new(plain);
+        check_tar_stream(&mut hashing, &format!("layer {blob}"))?;
+        let (diff_id, uncompressed_size) = hashing.finish();
+        if diff_id != *expected {
+            return Err(Error::DigestMismatch {
+                what: format!("layer {blob} (diff ID)"),
+                expected: expected.to_string(),
+                actual: diff_id.to_string(),
+            });
+        }
+        Ok(LayerRecord {
+            digest: blob.clone(),
+            media_type: match compression {
+                Compression::Gzip => MEDIA_LAYER_GZIP,
+                Compression::Zstd => MEDIA_LAYER_ZSTD,
+                Compression::None => MEDIA_LAYER_TAR,
+            }
+            .to_string(),
+            size: self.content.size(blob)?,
+            diff_id,
+            uncompressed_size,
         })
     }
 

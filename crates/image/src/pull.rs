@@ -6,6 +6,8 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
 
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -17,7 +19,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::reference::Reference;
 use crate::registry::{self, Credentials};
-use crate::store::{ImageId, ImageRecord, ImageStore};
+use crate::store::{ImageId, ImageRecord, ImageStore, LayerRecord};
 
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -39,6 +41,8 @@ const LAYER_TYPES: &[&str] = &[
 ];
 /// Manifests and configs are small; anything bigger is refused before it is read.
 const MAX_METADATA_SIZE: u64 = 8 << 20;
+/// Layers downloaded at once, as dockerd's default `max-concurrent-downloads`.
+const PARALLEL_DOWNLOADS: usize = 3;
 /// How often "Downloading" progress is reported.
 const PROGRESS_STEP: u64 = 512 * 1024;
 
@@ -317,21 +321,30 @@ impl ImageStore {
             ));
         }
         if !self.content.has(&config.digest) {
-            self.fetch_blob(remote, &config, "config", None, created)?;
+            let ingested = self.fetch_blob(remote, &config, "config", None, None)?;
+            if ingested.created {
+                created.insert(ingested.digest);
+            }
         }
         let config_bytes = self.content.read_blob(&config.digest)?;
         let image_config: ImageConfig = serde_json::from_slice(&config_bytes)
             .map_err(|e| Error::metadata(format!("config {}", config.digest), e))?;
 
-        // Only the missing layers are downloaded (and reported).
-        for (l, _) in layers.iter().zip(&missing).filter(|(_, m)| **m) {
-            self.fetch_blob(remote, l, "layer", Some(&mut *progress), created)?;
-            progress(PullProgress::new(Some(l.short()), "Verifying Checksum"));
-            progress(PullProgress::new(Some(l.short()), "Download complete"));
+        let diff_ids = image_config
+            .rootfs
+            .diff_ids
+            .iter()
+            .map(|d| Digest::parse(d))
+            .collect::<Result<Vec<_>>>()?;
+        if diff_ids.len() != layers.len() {
+            return Err(Error::archive(format!(
+                "image config lists {} layers (diff_ids) but the manifest {}",
+                diff_ids.len(),
+                layers.len()
+            )));
         }
-
-        let digests: Vec<Digest> = layers.iter().map(|l| l.digest.clone()).collect();
-        let pending = self.check_image(config_bytes, image_config, &digests, Vec::new())?;
+        // Only the missing layers are downloaded (and reported); every layer is checked.
+        let records = self.fetch_layers(remote, &layers, &missing, &diff_ids, progress, created)?;
         for (l, _) in layers.iter().zip(&missing).filter(|(_, m)| **m) {
             progress(PullProgress::new(Some(l.short()), "Pull complete"));
         }
@@ -346,22 +359,98 @@ impl ImageStore {
             id: config.digest.clone(),
             manifest_digest,
             manifest_media_type: media_type,
-            size: pending.layers.iter().map(|l| l.uncompressed_size).sum(),
-            layers: pending.layers,
-            created: pending.created_at,
+            size: records.iter().map(|l| l.uncompressed_size).sum(),
+            layers: records,
+            created: image_config.created.clone(),
         };
         self.commit_image(&rec, &refs)?;
         Ok(finish(remote, rec.id, repo_digest, previous, progress))
     }
 
-    /// Streams one blob into the content store, verifying its digest and size.
+    /// Downloads the `missing` layers, up to [`PARALLEL_DOWNLOADS`] at a time, and checks
+    /// every layer against its diff ID as soon as it is there (while others still
+    /// download). Progress is reported from this thread; the first error stops the rest.
+    fn fetch_layers(
+        &self,
+        remote: &Remote<'_>,
+        layers: &[Descriptor],
+        missing: &[bool],
+        diff_ids: &[Digest],
+        progress: &mut dyn FnMut(PullProgress),
+        created: &mut HashSet<Digest>,
+    ) -> Result<Vec<LayerRecord>> {
+        enum Event {
+            Progress(PullProgress),
+            Created(Digest),
+            Checked(usize, Result<LayerRecord>),
+        }
+        let next = AtomicUsize::new(0);
+        let abort = AtomicBool::new(false);
+        let mut records: Vec<Option<LayerRecord>> = layers.iter().map(|_| None).collect();
+        let mut first_error = None;
+        std::thread::scope(|scope| {
+            let (tx, rx) = mpsc::channel::<Event>();
+            for _ in 0..PARALLEL_DOWNLOADS.min(layers.len()) {
+                let tx = tx.clone();
+                let (next, abort) = (&next, &abort);
+                scope.spawn(move || loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= layers.len() || abort.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let l = &layers[i];
+                    let result = if missing[i] {
+                        let mut report = |p| {
+                            let _ = tx.send(Event::Progress(p));
+                        };
+                        self.fetch_blob(remote, l, "layer", Some(&mut report), Some(abort))
+                            .map(|ingested| {
+                                if ingested.created {
+                                    let _ = tx.send(Event::Created(ingested.digest));
+                                }
+                                report(PullProgress::new(Some(l.short()), "Verifying Checksum"));
+                                report(PullProgress::new(Some(l.short()), "Download complete"));
+                            })
+                    } else {
+                        Ok(())
+                    };
+                    let result = result.and_then(|()| self.check_layer(&l.digest, &diff_ids[i]));
+                    let _ = tx.send(Event::Checked(i, result));
+                });
+            }
+            drop(tx);
+            for event in rx {
+                match event {
+                    Event::Progress(p) => progress(p),
+                    Event::Created(d) => {
+                        created.insert(d);
+                    }
+                    Event::Checked(i, Ok(r)) => records[i] = Some(r),
+                    Event::Checked(_, Err(e)) => {
+                        abort.store(true, Ordering::Relaxed);
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+        });
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        Ok(records
+            .into_iter()
+            .map(|r| r.expect("every layer checked"))
+            .collect())
+    }
+
+    /// Streams one blob into the content store, verifying its digest and size; stops
+    /// early once `abort` is set (another download of the same pull failed).
     fn fetch_blob(
         &self,
         remote: &Remote<'_>,
         desc: &Descriptor,
         what: &str,
         mut progress: Option<&mut dyn FnMut(PullProgress)>,
-        created: &mut HashSet<Digest>,
+        abort: Option<&AtomicBool>,
     ) -> Result<Ingested> {
         let oref = registry::oci_reference(remote.reference, None);
         let failed = |e: &dyn fmt::Display| {
@@ -379,6 +468,9 @@ impl ImageStore {
         let mut reported = 0u64;
         while let Some(chunk) = remote.rt.block_on(sized.stream.next()) {
             let chunk = chunk.map_err(|e| failed(&e))?;
+            if abort.is_some_and(|a| a.load(Ordering::Relaxed)) {
+                return Err(failed(&"another layer of this pull failed"));
+            }
             done += chunk.len() as u64;
             if done > desc.size {
                 return Err(failed(&format_args!(
@@ -406,11 +498,7 @@ impl ImageStore {
                 desc.size
             )));
         }
-        let ingested = writer.commit(Some(&desc.digest))?;
-        if ingested.created {
-            created.insert(ingested.digest.clone());
-        }
-        Ok(ingested)
+        writer.commit(Some(&desc.digest))
     }
 }
 

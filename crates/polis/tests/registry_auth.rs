@@ -10,82 +10,19 @@ mod common;
 
 use base64::Engine;
 use common::daemon::{import_busybox, Daemon, DOCKER};
+use common::registry::Registry;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-const REGISTRY: &str = "/usr/bin/docker-registry";
 const SERVICE: &str = "polis-test-registry";
 const ISSUER: &str = "polis-test-issuer";
 const USER: &str = "alice";
 const PASSWORD: &str = "s3cret";
-
-/// A `docker-registry` serving from a temp dir with `auth` (YAML, indented under
-/// `auth:`); killed (by pid) when dropped.
-struct Registry {
-    child: Child,
-    port: u16,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Registry {
-    /// `http` is YAML indented under `http:`, `auth` under `auth:` (either may be empty).
-    fn start(dir: &Path, http: &str, auth: &str) -> Registry {
-        Registry::start_on(dir, "127.0.0.1", http, auth)
-    }
-
-    /// [`Registry::start`] listening on `bind` (an IPv4 address).
-    fn start_on(dir: &Path, bind: &str, http: &str, auth: &str) -> Registry {
-        std::fs::create_dir_all(dir).unwrap();
-        let port = free_port();
-        let mut config = format!(
-            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {bind}:{port}\n{http}",
-            dir.join("data").display()
-        );
-        if !auth.is_empty() {
-            config.push_str(&format!("auth:\n{auth}"));
-        }
-        let config_path = dir.join("config.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let log = std::fs::File::create(dir.join("registry.log")).unwrap();
-        let child = Command::new(REGISTRY)
-            .arg("serve")
-            .arg(&config_path)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let r = Registry { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "registry never listened");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        r
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// An RSA key and its self-signed certificate, made by openssl in `dir`.
 struct SigningKey {
@@ -368,9 +305,8 @@ fn tls_registry_with_a_ca_in_certs_d() {
         ],
     );
     // Loopback only: tests never listen on, or send to, the host's own interfaces.
-    let reg = Registry::start_on(
+    let reg = Registry::start_with(
         &dir,
-        "127.0.0.1",
         &format!(
             "  tls:\n    certificate: {}\n    key: {}\n",
             dir.join("server.crt").display(),
@@ -415,7 +351,7 @@ fn token_auth_login_and_pull() {
     std::fs::create_dir_all(&dir).unwrap();
     let key = signing_key(&dir);
     let tokens = TokenServer::start(&key);
-    let reg = Registry::start(
+    let reg = Registry::start_with(
         &dir,
         "",
         &format!(

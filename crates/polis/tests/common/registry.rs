@@ -20,6 +20,18 @@ pub struct Registry {
 impl Registry {
     /// Starts a registry; with `htpasswd`, it requires those basic-auth users.
     pub fn start(dir: &Path, htpasswd: Option<&Path>) -> Registry {
+        let auth = htpasswd.map_or(String::new(), |p| {
+            format!(
+                "  htpasswd:\n    realm: polis-test\n    path: {}\n",
+                p.display()
+            )
+        });
+        Registry::start_with(dir, "", &auth)
+    }
+
+    /// Starts a registry with more settings: `http` is YAML indented under `http:`
+    /// (after its address), `auth` under `auth:`; either may be empty.
+    pub fn start_with(dir: &Path, http: &str, auth: &str) -> Registry {
         std::fs::create_dir_all(dir).unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -27,14 +39,11 @@ impl Registry {
             .unwrap()
             .port();
         let mut config = format!(
-            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{http}",
             dir.join("data").display()
         );
-        if let Some(p) = htpasswd {
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: polis-test\n    path: {}\n",
-                p.display()
-            ));
+        if !auth.is_empty() {
+            config.push_str(&format!("auth:\n{auth}"));
         }
         let config_path = dir.join("config.yml");
         std::fs::write(&config_path, config).unwrap();

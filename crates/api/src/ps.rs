@@ -106,10 +106,8 @@ impl Row {
     }
 }
 
-/// Every container with its live state and its labels (the image's under its own),
-/// newest first.
+/// Every container with its live state, newest first.
 pub fn rows(state: &AppState) -> Result<Vec<Row>, EngineError> {
-    let mut image_labels: HashMap<String, BTreeMap<String, String>> = HashMap::new();
     let mut rows = Vec::new();
     for c in state.metadata.containers()? {
         let live = containers::state(&state.layout, &c.id);
@@ -119,16 +117,8 @@ pub fn rows(state: &AppState) -> Result<Vec<Row>, EngineError> {
             Some(r) => Some(r.finished_at),
             None => live.exit.as_ref().map(|e| e.finished_at.clone()),
         };
-        let from_image = image_labels.entry(c.image_id.clone()).or_insert_with(|| {
-            state
-                .images
-                .config(&c.image_id)
-                .ok()
-                .and_then(|(_, cfg)| cfg.config.and_then(|c| c.labels))
-                .unwrap_or_default()
-        });
-        let mut labels = from_image.clone();
-        labels.extend(c.spec.labels.clone());
+        // The image's labels are merged into the container's at create.
+        let labels = c.spec.labels.clone();
         rows.push(Row {
             state: st,
             exit_code: code,

@@ -662,28 +662,15 @@ pub async fn attach(c: &Client, a: AttachArgs) -> Result<()> {
 }
 
 pub async fn stop(c: &Client, a: StopArgs) -> Result<()> {
-    let mut pairs = Vec::new();
-    let t = a.timeout.map(|t| t.to_string());
-    if let Some(s) = &a.signal {
-        pairs.push(("signal", s.as_str()));
-    }
-    if let Some(t) = &t {
-        pairs.push(("t", t.as_str()));
-    }
-    let q = query(&pairs);
-    each(&a.containers, |name| {
-        let path = format!("/containers/{}/stop", path_escape(&name));
-        let path = if q.is_empty() {
-            path
-        } else {
-            format!("{path}?{q}")
-        };
-        async move { post_empty(c, &path).await }
-    })
-    .await
+    stop_or_restart(c, a, "stop").await
 }
 
 pub async fn restart(c: &Client, a: StopArgs) -> Result<()> {
+    stop_or_restart(c, a, "restart").await
+}
+
+/// `stop` and `restart` take the same options and differ only in the endpoint.
+async fn stop_or_restart(c: &Client, a: StopArgs, verb: &str) -> Result<()> {
     let mut pairs = Vec::new();
     let t = a.timeout.map(|t| t.to_string());
     if let Some(s) = &a.signal {
@@ -694,7 +681,7 @@ pub async fn restart(c: &Client, a: StopArgs) -> Result<()> {
     }
     let q = query(&pairs);
     each(&a.containers, |name| {
-        let path = format!("/containers/{}/restart", path_escape(&name));
+        let path = format!("/containers/{}/{verb}", path_escape(&name));
         let path = if q.is_empty() {
             path
         } else {

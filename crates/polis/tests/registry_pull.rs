@@ -366,3 +366,32 @@ fn pull_with_basic_auth_after_login() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("Status: Downloaded newer image"), "{out}");
 }
+
+/// On a terminal `polis pull` draws a live line per layer (redrawn in place), ending in
+/// each layer's last status, as docker does.
+#[test]
+fn pull_on_a_terminal_draws_bars() {
+    let d = Daemon::start("pull-tty");
+    let reg = Registry::start(&d.dir.join("registry"), None);
+    let archive = layered_archive(&d);
+    reg.push(&archive, "layered:tty", &[]);
+    let name = format!("{}/layered:tty", reg.host());
+    let bin = env!("CARGO_BIN_EXE_polis");
+    // util-linux's `script` gives the CLI a pseudo-terminal as stdout.
+    let out = Command::new("script")
+        .args(["-qec", &format!("{bin} pull {name}"), "/dev/null"])
+        .env("DOCKER_HOST", d.host())
+        .env("DOCKER_CONFIG", d.dir.join("docker-config"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("\x1b["), "no terminal redraws: {text:?}");
+    assert!(text.contains("tty: Pulling from layered"), "{text:?}");
+    assert!(text.contains("Pull complete"), "{text:?}");
+    assert!(text.contains("Digest: sha256:"), "{text:?}");
+    assert!(
+        text.contains(&format!("Status: Downloaded newer image for {name}")),
+        "{text:?}"
+    );
+}

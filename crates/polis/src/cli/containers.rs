@@ -274,7 +274,7 @@ fn is_daemon_status(e: &anyhow::Error, status: StatusCode) -> bool {
 /// `POST /images/create?fromImage=&tag=`, progress to stderr as docker prints it for
 /// an implicit pull.
 async fn pull(c: &Client, image: &str, quiet: bool) -> Result<()> {
-    super::pull::pull_image(c, image, None, quiet, &mut std::io::stderr()).await
+    super::pull::pull_image(c, image, None, quiet, super::progress::Output::Stderr).await
 }
 
 /// Creates the container (pulling its image first when it is missing, as `--pull`

@@ -13,6 +13,7 @@ mod images;
 mod list;
 mod login;
 mod opts;
+mod progress;
 mod pull;
 mod push;
 mod stats;

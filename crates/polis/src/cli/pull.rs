@@ -1,16 +1,16 @@
-//! `polis pull`: asks the daemon to pull an image and prints its progress stream as plain
-//! lines (`ID: status`), as docker does when its output is not a terminal. Credentials
+//! `polis pull`: asks the daemon to pull an image and shows its progress stream (live bars
+//! on a terminal, plain `ID: status` lines otherwise), as docker does. Credentials
 //! saved by `docker login` (config.json `auths`) are sent along for the image's registry.
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use base64::Engine;
 use clap::Args;
 use hyper::Method;
 use polis_image::Reference;
 use serde_json::{json, Value};
-use tokio::io::AsyncBufReadExt;
 
 use super::client::{self, query, Client};
+use super::progress::{self, Display, Output};
 
 #[derive(Args)]
 pub struct PullArgs {
@@ -25,8 +25,7 @@ pub struct PullArgs {
 }
 
 pub async fn pull(c: &Client, a: PullArgs) -> Result<()> {
-    let mut out = std::io::stdout();
-    pull_image(c, &a.name, a.platform.as_deref(), a.quiet, &mut out).await?;
+    pull_image(c, &a.name, a.platform.as_deref(), a.quiet, Output::Stdout).await?;
     if a.quiet {
         let reference = Reference::parse(&a.name).map_err(|e| anyhow::anyhow!("{e}"))?;
         println!("{}", reference.familiar());
@@ -41,7 +40,7 @@ pub async fn pull_image(
     name: &str,
     platform: Option<&str>,
     quiet: bool,
-    out: &mut dyn std::io::Write,
+    output: Output,
 ) -> Result<()> {
     let reference = Reference::parse(name).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (tag_key, tag) = match (reference.digest(), reference.tag()) {
@@ -65,25 +64,12 @@ pub async fn pull_image(
             &[("X-Registry-Auth", &auth)],
         )
         .await?;
-    let mut lines = tokio::io::BufReader::new(client::body_reader(response)).lines();
-    while let Some(line) = lines.next_line().await.context("read the pull progress")? {
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        let m: Value = serde_json::from_str(line).context("decode the pull progress")?;
-        if let Some(e) = m.get("error").and_then(Value::as_str) {
-            bail!("{e}");
-        }
-        if quiet || m.get("progress").is_some() {
-            continue;
-        }
-        let status = m.get("status").and_then(Value::as_str).unwrap_or_default();
-        match m.get("id").and_then(Value::as_str) {
-            Some(id) => writeln!(out, "{id}: {status}")?,
-            None => writeln!(out, "{status}")?,
-        }
-    }
+    let display = Display {
+        output,
+        quiet,
+        what: "pull",
+    };
+    progress::show(response, display).await?;
     Ok(())
 }
 

@@ -1,14 +1,13 @@
-//! `polis push`: asks the daemon to push an image and prints its progress stream as plain
-//! lines, with the credentials `docker login` saved for the image's registry.
+//! `polis push`: asks the daemon to push an image and shows its progress stream as docker
+//! does, with the credentials `docker login` saved for the image's registry.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use hyper::Method;
 use polis_image::Reference;
-use serde_json::Value;
-use tokio::io::AsyncBufReadExt;
 
 use super::client::{self, query, Client};
+use super::progress::{self, Display, Output};
 use super::pull::registry_auth_header;
 
 #[derive(Args)]
@@ -51,25 +50,11 @@ pub async fn push(c: &Client, a: PushArgs) -> Result<()> {
             &[("X-Registry-Auth", &auth)],
         )
         .await?;
-    let mut lines = tokio::io::BufReader::new(client::body_reader(response)).lines();
-    while let Some(line) = lines.next_line().await.context("read the push progress")? {
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        let m: Value = serde_json::from_str(line).context("decode the push progress")?;
-        if let Some(e) = m.get("error").and_then(Value::as_str) {
-            bail!("{e}");
-        }
-        // Byte counts and the result record are for terminals and programs.
-        if m.get("progress").is_some() || m.get("aux").is_some() {
-            continue;
-        }
-        let status = m.get("status").and_then(Value::as_str).unwrap_or_default();
-        match m.get("id").and_then(Value::as_str) {
-            Some(id) => println!("{id}: {status}"),
-            None => println!("{status}"),
-        }
-    }
+    let display = Display {
+        output: Output::Stdout,
+        quiet: false,
+        what: "push",
+    };
+    progress::show(response, display).await?;
     Ok(())
 }

@@ -15,6 +15,9 @@ pub enum Error {
     /// Every address (or every default subnet) is in use.
     #[error("{0}")]
     Exhausted(String),
+    /// A kernel operation (netlink, namespaces, sysctl) failed.
+    #[error("{0}")]
+    System(String),
     /// The network database could not be read or written.
     #[error("network database: {op}: {detail}")]
     Database { op: &'static str, detail: String },

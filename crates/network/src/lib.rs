@@ -1,8 +1,11 @@
 //! Container networking: address management (IPAM) whose allocations persist, the subnets
 //! a new network gets by default, and the records of networks and their endpoints.
 
+pub mod bridge;
 pub mod error;
 pub mod ipam;
+pub mod link;
+pub mod netns;
 pub mod pools;
 pub mod record;
 pub mod store;

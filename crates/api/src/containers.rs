@@ -2,7 +2,7 @@
 //! stop, remove, list, inspect and logs. Each container's shim does the work; the
 //! engine's blocking calls run on the blocking pool.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use polis_engine::containers::{self, Container, ContainerSpec};
-use polis_engine::hostconfig::HostConfig;
+use polis_engine::hostconfig::{EndpointConfig, HostConfig};
 use polis_engine::Error as EngineError;
 use polis_engine::{hostspec, mounts};
 use polis_shim::protocol::{Request as ShimRequest, SignalArg};
@@ -28,6 +28,13 @@ pub fn engine_error(e: EngineError) -> Response {
         EngineError::NotFound(_) | EngineError::FileNotFound { .. } => StatusCode::NOT_FOUND,
         EngineError::Conflict(_) => StatusCode::CONFLICT,
         EngineError::InvalidInput(_) => StatusCode::BAD_REQUEST,
+        EngineError::Forbidden(_) => StatusCode::FORBIDDEN,
+        EngineError::Network(n) => match n {
+            polis_network::Error::NotFound(_) => StatusCode::NOT_FOUND,
+            polis_network::Error::Conflict(_) => StatusCode::CONFLICT,
+            polis_network::Error::InvalidArgument(_) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        },
         EngineError::Image(polis_image::Error::ImageNotFound(_)) => StatusCode::NOT_FOUND,
         EngineError::Image(polis_image::Error::InvalidReference(_)) => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -90,27 +97,37 @@ fn unsupported_option(
     rest: &serde_json::Map<String, serde_json::Value>,
 ) -> Option<String> {
     // Fields of the create body that carry no setting, or that Polis applies.
-    const HANDLED: [&str; 5] = [
+    const HANDLED: [&str; 7] = [
         "AttachStdin",
         "AttachStdout",
         "AttachStderr",
         "StdinOnce",
         "NetworkDisabled",
+        "MacAddress",
+        "NetworkingConfig",
     ];
     for (k, v) in rest {
         if HANDLED.contains(&k.as_str()) || unset(v) {
             continue;
         }
-        if k == "NetworkingConfig" {
-            let plain = v["EndpointsConfig"].as_object().is_none_or(|eps| {
-                eps.values()
-                    .all(|ep| ep.as_object().is_none_or(|o| o.values().all(unset)))
-            });
-            if plain {
-                continue;
+        return Some(k.clone());
+    }
+    // Of an endpoint, the addresses, aliases and MAC address are applied.
+    for ep in rest
+        .get("NetworkingConfig")
+        .and_then(|n| n["EndpointsConfig"].as_object())
+        .into_iter()
+        .flat_map(|eps| eps.values())
+    {
+        for (k, v) in ep.as_object().into_iter().flatten() {
+            let known = matches!(
+                k.as_str(),
+                "IPAMConfig" | "Aliases" | "MacAddress" | "NetworkID" | "EndpointID"
+            );
+            if !known && !unset(v) {
+                return Some(format!("NetworkingConfig.EndpointsConfig.{k}"));
             }
         }
-        return Some(k.clone());
     }
     for (k, v) in host {
         if unset(v) {
@@ -130,8 +147,9 @@ fn unsupported_option(
                 Some(field) => return Some(format!("HostConfig.Mounts.{field}")),
                 None => true,
             },
-            // A private network namespace with only lo (until networks exist), or the host's.
-            "NetworkMode" => matches!(v.as_str(), Some("default" | "bridge" | "none" | "host")),
+            // The predefined networks and user networks (polis_engine::networking).
+            "NetworkMode" => v.as_str().is_some_and(|m| !m.starts_with("container:")),
+            "Dns" | "DnsSearch" | "DnsOptions" | "ExtraHosts" => true,
             // Checked as Docker checks them once parsed (restart policy, log driver
             // and options).
             "RestartPolicy" | "LogConfig" => true,
@@ -143,6 +161,36 @@ fn unsupported_option(
         }
     }
     None
+}
+
+/// The create body's `NetworkingConfig.EndpointsConfig`, with the older top-level
+/// `MacAddress` moved into the entry of the container's network.
+fn endpoints_config(
+    rest: &serde_json::Map<String, serde_json::Value>,
+    mode: &str,
+) -> Result<BTreeMap<String, EndpointConfig>, String> {
+    let mut eps: BTreeMap<String, EndpointConfig> = match rest
+        .get("NetworkingConfig")
+        .map(|n| &n["EndpointsConfig"])
+        .filter(|v| !v.is_null())
+    {
+        Some(v) => serde_json::from_value(v.clone())
+            .map_err(|e| format!("NetworkingConfig.EndpointsConfig: {e}"))?,
+        None => BTreeMap::new(),
+    };
+    if let Some(mac) = rest.get("MacAddress").and_then(|m| m.as_str()) {
+        if !mac.is_empty() {
+            let network = match mode {
+                "" | "default" => "bridge",
+                m => m,
+            };
+            let ep = eps.entry(network.to_string()).or_default();
+            if ep.mac_address.is_empty() {
+                ep.mac_address = mac.to_string();
+            }
+        }
+    }
+    Ok(eps)
 }
 
 /// The first field of a `--mount` entry this daemon does not know, so none is ignored.
@@ -240,7 +288,12 @@ pub async fn create(
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("Entrypoint: {e}")),
         },
     };
+    let endpoints = match endpoints_config(&body.rest, &host_config.network_mode) {
+        Ok(e) => e,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
     let spec = ContainerSpec {
+        endpoints,
         image: body.image,
         cmd: body.cmd.filter(|c| !c.is_empty()),
         entrypoint,
@@ -258,7 +311,14 @@ pub async fn create(
     let name = q.get("name").filter(|n| !n.is_empty()).cloned();
     let st = state.clone();
     match blocking(move || {
-        containers::create(&st.layout, &st.metadata, &st.images, name.as_deref(), spec)
+        containers::create(
+            &st.layout,
+            &st.metadata,
+            &st.images,
+            &st.networks,
+            name.as_deref(),
+            spec,
+        )
     })
     .await
     {
@@ -324,7 +384,9 @@ pub fn watch_auto_remove(state: Arc<AppState>, c: Container) {
         let (st, wait_id) = (state.clone(), id.clone());
         let _ = blocking(move || containers::call(&st.layout, &wait_id, &ShimRequest::Wait)).await;
         let st = state.clone();
-        let _ = blocking(move || containers::remove(&st.layout, &st.metadata, &c, true)).await;
+        let _ =
+            blocking(move || containers::remove(&st.layout, &st.metadata, &st.networks, &c, true))
+                .await;
         crate::exec::forget_container(&state, &id);
     });
 }
@@ -638,7 +700,9 @@ pub async fn remove(
     };
     let st = state.clone();
     let id = c.id.clone();
-    match blocking(move || containers::remove(&st.layout, &st.metadata, &c, force)).await {
+    match blocking(move || containers::remove(&st.layout, &st.metadata, &st.networks, &c, force))
+        .await
+    {
         Ok(()) => {
             crate::exec::forget_container(&state, &id);
             state.restarts.forget(&id);

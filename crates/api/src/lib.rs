@@ -42,6 +42,7 @@ pub struct AppState {
     pub images: Arc<polis_image::ImageStore>,
     pub metadata: Arc<polis_engine::metadata::Metadata>,
     pub layout: polis_engine::containers::Layout,
+    pub networks: Arc<polis_engine::networking::Networks>,
     /// `docker exec` instances, by id.
     pub execs: exec::ExecTable,
     /// The restart supervisors, by container id.

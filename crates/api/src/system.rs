@@ -105,6 +105,39 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Json<serde_json::Value>
         "Runtimes": { "polis": { "path": "polis-runtime" } },
         // Every container gets Docker's default seccomp profile unless told otherwise.
         "SecurityOptions": ["name=seccomp,profile=builtin"],
+        "IndexServerAddress": "https://index.docker.io/v1/",
+        "RegistryConfig": registry_config(),
         "Warnings": [],
     }))
+}
+
+/// Docker's `RegistryConfig`: what `docker info` shows as "Insecure Registries" (names
+/// not secure, and CIDRs) and "Registry Mirrors".
+fn registry_config() -> serde_json::Value {
+    use polis_image::registry::Insecure;
+    let settings = polis_image::registry::settings();
+    let mut cidrs = vec!["127.0.0.0/8".to_string()];
+    let mut index = serde_json::Map::new();
+    index.insert(
+        "docker.io".into(),
+        json!({ "Name": "docker.io", "Mirrors": settings.mirrors, "Secure": true, "Official": true }),
+    );
+    for i in &settings.insecure {
+        match i {
+            Insecure::Cidr { .. } => cidrs.push(i.to_string()),
+            Insecure::Host(h) => {
+                index.insert(
+                    h.clone(),
+                    json!({ "Name": h, "Mirrors": [], "Secure": false, "Official": false }),
+                );
+            }
+        }
+    }
+    json!({
+        "AllowNondistributableArtifactsCIDRs": [],
+        "AllowNondistributableArtifactsHostnames": [],
+        "InsecureRegistryCIDRs": cidrs,
+        "IndexConfigs": index,
+        "Mirrors": settings.mirrors,
+    })
 }

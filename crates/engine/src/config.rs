@@ -27,9 +27,13 @@ pub struct DaemonConfig {
     pub init_path: PathBuf,
     /// Docker's certs.d: `DIR/HOST[:PORT]/*.crt` are extra CA roots for that registry.
     pub certs_dir: PathBuf,
-    /// Registries (`host` or `host:port`) reached without TLS verification, or over
-    /// plain HTTP when they do not speak TLS; loopback ones always are.
+    /// Registries (`host`, `host:port`, or a CIDR such as `10.0.0.0/8` for every
+    /// registry whose address is in it) reached without TLS verification, or over plain
+    /// HTTP when they do not speak TLS; loopback ones always are.
     pub insecure_registries: Vec<String>,
+    /// Mirrors of docker.io (`http://host:port`, `https://host`), tried in order before
+    /// it when pulling; kept as `scheme://host[:port]/`, as Docker does.
+    pub registry_mirrors: Vec<String>,
 }
 
 impl Default for DaemonConfig {
@@ -42,6 +46,7 @@ impl Default for DaemonConfig {
             init_path: PathBuf::from(DEFAULT_INIT_PATH),
             certs_dir: PathBuf::from("/etc/polis/certs.d"),
             insecure_registries: Vec::new(),
+            registry_mirrors: Vec::new(),
         }
     }
 }
@@ -57,6 +62,7 @@ pub struct Overrides {
     pub init_path: Option<PathBuf>,
     pub certs_dir: Option<PathBuf>,
     pub insecure_registries: Option<Vec<String>>,
+    pub registry_mirrors: Option<Vec<String>>,
 }
 
 impl Overrides {
@@ -87,6 +93,7 @@ impl Overrides {
             init_path: get("POLIS_INIT_PATH").map(PathBuf::from),
             certs_dir: get("POLIS_CERTS_DIR").map(PathBuf::from),
             insecure_registries: None,
+            registry_mirrors: None,
         }
     }
 }
@@ -119,12 +126,30 @@ impl DaemonConfig {
             if let Some(v) = &l.insecure_registries {
                 c.insecure_registries = v.clone();
             }
+            if let Some(v) = &l.registry_mirrors {
+                c.registry_mirrors = v.clone();
+            }
         }
         // The socket follows the run root unless placed explicitly.
         if !host_given {
             c.host = format!("unix://{}", c.run_root.join("polis.sock").display());
         }
         c.socket_path()?;
+        let invalid = |key: &str, reason: String| Error::Config {
+            path: PathBuf::from(key),
+            reason,
+        };
+        for i in &c.insecure_registries {
+            polis_image::registry::Insecure::parse(i)
+                .map_err(|r| invalid("insecure-registries", r))?;
+        }
+        c.registry_mirrors = c
+            .registry_mirrors
+            .iter()
+            .map(|m| {
+                polis_image::registry::parse_mirror(m).map_err(|r| invalid("registry-mirrors", r))
+            })
+            .collect::<Result<_>>()?;
         for (name, p) in [
             ("root", &c.root),
             ("run-root", &c.run_root),
@@ -180,6 +205,17 @@ mod tests {
         assert_eq!(c.init_path, PathBuf::from("/opt/tini"));
         assert_eq!(c.certs_dir, PathBuf::from("/srv/certs.d"));
         assert_eq!(c.insecure_registries, ["10.0.0.1:5000"]);
+        let file: Overrides = toml::from_str(
+            "registry-mirrors = [\"http://127.0.0.1:5000\", \"https://mirror:443/\"]\n\
+             insecure-registries = [\"10.0.0.0/8\", \"reg:5000\"]",
+        )
+        .unwrap();
+        let c = DaemonConfig::resolve(&[file]).unwrap();
+        assert_eq!(
+            c.registry_mirrors,
+            ["http://127.0.0.1:5000/", "https://mirror:443/"]
+        );
+        assert_eq!(c.insecure_registries, ["10.0.0.0/8", "reg:5000"]);
         let env = Overrides::from_env(|k| (k == "POLIS_INIT_PATH").then(|| "/x/init".into()));
         assert_eq!(
             DaemonConfig::resolve(&[env]).unwrap().init_path,
@@ -200,5 +236,24 @@ mod tests {
             ..Default::default()
         };
         assert!(DaemonConfig::resolve(&[relative]).is_err());
+        for (mirrors, insecure, says) in [
+            (vec!["ftp://m"], vec![], "unsupported scheme"),
+            (vec!["https://m/v2/"], vec![], "path, query, or fragment"),
+            (vec!["mirror:5000"], vec![], "registry-mirrors"),
+            (vec![], vec!["10.0.0.0/40"], "not a valid CIDR"),
+            (
+                vec![],
+                vec!["ftp://reg"],
+                "insecure registry ftp://reg is invalid",
+            ),
+        ] {
+            let o = Overrides {
+                registry_mirrors: Some(mirrors.into_iter().map(String::from).collect()),
+                insecure_registries: Some(insecure.into_iter().map(String::from).collect()),
+                ..Default::default()
+            };
+            let e = DaemonConfig::resolve(&[o]).unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+        }
     }
 }

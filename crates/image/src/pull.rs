@@ -169,6 +169,8 @@ impl Descriptor {
 struct Remote<'a> {
     rt: &'a Handle,
     client: oci_client::Client,
+    /// The registry or docker.io mirror (`host[:port]`) this attempt pulls from.
+    registry: String,
     auth: oci_client::secrets::RegistryAuth,
     reference: &'a Reference,
     /// The reference as messages show it.
@@ -177,7 +179,7 @@ struct Remote<'a> {
 
 impl Remote<'_> {
     fn manifest(&self, digest: Option<&str>, accept: &[&str]) -> Result<(Vec<u8>, Digest)> {
-        let oref = registry::oci_reference(self.reference, digest);
+        let oref = registry::oci_reference_at(&self.registry, self.reference, digest);
         let (bytes, digest) = self
             .rt
             .block_on(self.client.pull_manifest_raw(&oref, &self.auth, accept))
@@ -203,18 +205,33 @@ impl ImageStore {
         platform: &Platform,
         progress: &mut dyn FnMut(PullProgress),
     ) -> Result<Pulled> {
-        let remote = Remote {
-            rt,
-            client: rt.block_on(registry::client(reference.domain()))?,
-            auth: registry::auth(credentials),
-            reference,
-            shown: reference.familiar(),
-        };
+        let endpoints = rt.block_on(registry::pull_endpoints(reference.domain()))?;
         let mut created = HashSet::new();
-        let result = {
-            let _guard = self.ingest_guard();
-            self.pull_inner(&remote, platform, progress, &mut created)
-        };
+        let mut result = Err(Error::Registry(format!(
+            "{reference}: no registry to pull from"
+        )));
+        // docker.io's mirrors first: as with Docker, a mirror that fails or lacks the
+        // image is no error, the next endpoint is tried.
+        for endpoint in &endpoints {
+            result = endpoint.client(false).and_then(|client| {
+                let remote = Remote {
+                    rt,
+                    client,
+                    registry: endpoint.host.clone(),
+                    auth: registry::auth(credentials),
+                    reference,
+                    shown: reference.familiar(),
+                };
+                let _guard = self.ingest_guard();
+                self.pull_inner(&remote, platform, progress, &mut created)
+            });
+            match &result {
+                Err(e) if endpoint.mirror => {
+                    tracing::info!(mirror = %endpoint.url(), error = %e, "pull from mirror failed, trying the next endpoint");
+                }
+                _ => break,
+            }
+        }
         // On success every blob is referenced and stays; on failure all of them go.
         let cleanup = self.discard_unreferenced(&created);
         let pulled = result?;
@@ -452,7 +469,7 @@ impl ImageStore {
         mut progress: Option<&mut dyn FnMut(PullProgress)>,
         abort: Option<&AtomicBool>,
     ) -> Result<Ingested> {
-        let oref = registry::oci_reference(remote.reference, None);
+        let oref = registry::oci_reference_at(&remote.registry, remote.reference, None);
         let failed = |e: &dyn fmt::Display| {
             Error::Registry(format!(
                 "{}: download of {what} {} failed: {e}",

@@ -1,7 +1,9 @@
-//! Talking to a registry through `oci-client`: TLS with the system roots plus the CAs of
-//! the registry's certs.d directory; insecure registries (127.0.0.0/8, `::1`, `localhost`
-//! and those configured) tried over unverified TLS first, then plain HTTP, as Docker
-//! does; credentials, and the registry's errors turned into Docker's messages.
+//! Talking to a registry through `oci-client`, configured as Docker configures it: TLS
+//! with the system roots plus the CAs (`*.crt`) of the registry's certs.d directory and
+//! its client certificate (`*.cert` with its `*.key`); insecure registries (loopback,
+//! `localhost`, and the configured names and CIDRs) tried over unverified TLS first,
+//! then plain HTTP; docker.io pulled through its mirrors first; credentials, and the
+//! registry's errors turned into Docker's messages.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -31,13 +33,123 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// One entry of `insecure-registries`: an address range or a registry name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Insecure {
+    /// `10.0.0.0/8`: every registry whose host is, or resolves to, an address in it.
+    Cidr { net: IpAddr, prefix: u8 },
+    /// `host` or `host:port`.
+    Host(String),
+}
+
+impl Insecure {
+    /// Parses an entry as Docker does: a CIDR, else a `host[:port]`; an `http://` or
+    /// `https://` in front is dropped, any other scheme refused.
+    pub fn parse(entry: &str) -> std::result::Result<Insecure, String> {
+        let lower = entry.to_ascii_lowercase();
+        let s = if lower.starts_with("http://") {
+            &entry[7..]
+        } else if lower.starts_with("https://") {
+            &entry[8..]
+        } else if entry.contains("://") {
+            return Err(format!("insecure registry {entry} is invalid"));
+        } else {
+            entry
+        };
+        if let Some((addr, len)) = s.split_once('/') {
+            let net: IpAddr = addr
+                .parse()
+                .map_err(|_| format!("insecure registry {entry} is not a valid CIDR"))?;
+            let max = if net.is_ipv4() { 32 } else { 128 };
+            let prefix = len
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("insecure registry {entry} is not a valid CIDR"))?;
+            return Ok(Insecure::Cidr { net, prefix });
+        }
+        let (host, port) = split_host_port(s);
+        let bad_port = port.is_some_and(|p| p.parse::<u16>().is_err());
+        if host.is_empty() || bad_port || s.chars().any(|c| c.is_whitespace()) {
+            return Err(format!("insecure registry {entry} is not valid"));
+        }
+        Ok(Insecure::Host(s.to_string()))
+    }
+
+    /// True when `ip` is in this range.
+    fn contains(&self, ip: IpAddr) -> bool {
+        let Insecure::Cidr { net, prefix } = self else {
+            return false;
+        };
+        let bits = |a: IpAddr| match a {
+            IpAddr::V4(v) => (u128::from(u32::from(v)), 32),
+            IpAddr::V6(v) => (u128::from(v), 128),
+        };
+        let ((n, width), (a, a_width)) = (bits(*net), bits(ip));
+        if width != a_width {
+            return false;
+        }
+        let shift = width - u32::from(*prefix);
+        shift >= width || (n >> shift) == (a >> shift)
+    }
+}
+
+impl std::fmt::Display for Insecure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Insecure::Cidr { net, prefix } => write!(f, "{net}/{prefix}"),
+            Insecure::Host(h) => f.write_str(h),
+        }
+    }
+}
+
+/// A docker.io mirror as Docker keeps it: `scheme://host[:port]/`. Only http and https,
+/// and nothing after the host (a path, query or fragment is refused).
+pub fn parse_mirror(mirror: &str) -> std::result::Result<String, String> {
+    let url = reqwest::Url::parse(mirror)
+        .map_err(|e| format!("invalid mirror: {mirror:?} is not a valid URI: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "invalid mirror: unsupported scheme {:?} in {mirror:?}",
+            url.scheme()
+        ));
+    }
+    if (url.path() != "/" && !url.path().is_empty())
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err(format!(
+            "invalid mirror: path, query, or fragment at end of the URI {mirror:?}"
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "invalid mirror: does not support userinfo: {mirror:?}"
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("invalid mirror: no host in {mirror:?}"));
+    }
+    // The host as written (`mirror:443` stays so: it names its certs.d directory).
+    let authority = mirror
+        .split_once("://")
+        .map_or("", |(_, rest)| rest)
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default();
+    Ok(format!("{}://{authority}/", url.scheme()))
+}
+
 /// The daemon's registry settings.
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
-    /// Docker's certs.d layout: `DIR/HOST[:PORT]/*.crt` are extra CA roots for that registry.
+    /// Docker's certs.d layout: `DIR/HOST[:PORT]/*.crt` are extra CA roots for that
+    /// registry, `*.cert` with the `*.key` of the same name its client certificate.
     pub certs_dir: PathBuf,
-    /// Registries (`host` or `host:port`) reached without TLS verification, or over HTTP.
-    pub insecure: Vec<String>,
+    /// Registries reached without TLS verification, or over HTTP.
+    pub insecure: Vec<Insecure>,
+    /// Mirrors of docker.io (`scheme://host[:port]/`), tried in order before it.
+    pub mirrors: Vec<String>,
 }
 
 impl Default for RegistryConfig {
@@ -45,7 +157,25 @@ impl Default for RegistryConfig {
         RegistryConfig {
             certs_dir: PathBuf::from("/etc/polis/certs.d"),
             insecure: Vec::new(),
+            mirrors: Vec::new(),
         }
+    }
+}
+
+impl RegistryConfig {
+    /// The settings from the daemon's `insecure-registries` and `registry-mirrors`.
+    pub fn new(certs_dir: PathBuf, insecure: &[String], mirrors: &[String]) -> Result<Self> {
+        Ok(RegistryConfig {
+            certs_dir,
+            insecure: insecure
+                .iter()
+                .map(|i| Insecure::parse(i).map_err(Error::Registry))
+                .collect::<Result<_>>()?,
+            mirrors: mirrors
+                .iter()
+                .map(|m| parse_mirror(m).map_err(Error::Registry))
+                .collect::<Result<_>>()?,
+        })
     }
 }
 
@@ -57,48 +187,138 @@ pub fn configure(config: RegistryConfig) {
     let _ = CONFIG.set(config);
 }
 
-fn config() -> &'static RegistryConfig {
+/// The registry settings in force.
+pub fn settings() -> &'static RegistryConfig {
     CONFIG.get_or_init(RegistryConfig::default)
 }
 
-/// True for a registry reached without TLS verification: loopback or configured.
-fn insecure(host: &str) -> bool {
-    is_insecure(host)
-        || config()
-            .insecure
-            .iter()
-            .any(|i| i == host || host.rsplit_once(':').is_some_and(|(h, _)| h == i.as_str()))
+/// `host` and `port` of `host[:port]` or `[v6][:port]`.
+fn split_host_port(domain: &str) -> (&str, Option<&str>) {
+    if let Some(rest) = domain.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').unwrap_or((rest, ""));
+        return (host, after.strip_prefix(':'));
+    }
+    match domain.rsplit_once(':') {
+        // More than one ':' is a bare IPv6 address, without a port.
+        Some((h, p)) if !h.contains(':') => (h, Some(p)),
+        _ => (domain, None),
+    }
 }
 
-/// The PEM CA certificates (`*.crt`) of `host` in `certs_dir`, as Docker reads certs.d.
-fn extra_roots(certs_dir: &Path, host: &str) -> Result<Vec<Vec<u8>>> {
+/// True for a registry reached without TLS verification, as Docker decides it: loopback,
+/// a configured name, or a host that is (or resolves to) an address in a configured CIDR.
+async fn insecure(config: &RegistryConfig, domain: &str) -> bool {
+    if is_insecure(domain) {
+        return true;
+    }
+    let (host, _) = split_host_port(domain);
+    let named = config.insecure.iter().any(|i| match i {
+        Insecure::Host(h) => h == domain || h == host,
+        Insecure::Cidr { .. } => false,
+    });
+    if named {
+        return true;
+    }
+    if !config
+        .insecure
+        .iter()
+        .any(|i| matches!(i, Insecure::Cidr { .. }))
+    {
+        return false;
+    }
+    let addrs: Vec<IpAddr> = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![ip],
+        // A name that does not resolve is secure (Docker's rule).
+        Err(_) => tokio::net::lookup_host((host, 0))
+            .await
+            .map(|a| a.map(|s| s.ip()).collect())
+            .unwrap_or_default(),
+    };
+    addrs
+        .iter()
+        .any(|ip| config.insecure.iter().any(|i| i.contains(*ip)))
+}
+
+/// What certs.d holds for one registry.
+#[derive(Default)]
+struct HostCerts {
+    /// PEM CA certificates (`*.crt`).
+    roots: Vec<Vec<u8>>,
+    /// The client certificate and its key (`*.cert` + `*.key`), PEM, concatenated.
+    identity: Option<Vec<u8>>,
+}
+
+/// Reads `certs_dir/host` as Docker reads certs.d: `*.crt` are CA roots, each `*.cert`
+/// needs the `*.key` of the same name (and each key its certificate). Docker offers
+/// every pair; rustls takes one identity, so the first pair (by name) is used.
+fn host_certs(certs_dir: &Path, host: &str) -> Result<HostCerts> {
     let dir = certs_dir.join(host);
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HostCerts::default()),
         Err(e) => return Err(Error::Registry(format!("read {}: {e}", dir.display()))),
     };
-    let mut paths: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "crt"))
-        .collect();
+    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
     paths.sort();
-    paths
-        .iter()
-        .map(|p| {
-            std::fs::read(p).map_err(|e| Error::Registry(format!("read {}: {e}", p.display())))
-        })
-        .collect()
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|e| Error::Registry(format!("read {}: {e}", p.display())))
+    };
+    let mut certs = HostCerts::default();
+    for p in &paths {
+        match p.extension().and_then(|x| x.to_str()) {
+            Some("crt") => certs.roots.push(read(p)?),
+            Some("cert") => {
+                let key = p.with_extension("key");
+                if !key.is_file() {
+                    return Err(Error::Registry(format!(
+                        "missing key {} for client certificate {}. CA certificates must use \
+                         the extension .crt",
+                        key.display(),
+                        p.display()
+                    )));
+                }
+                if certs.identity.is_none() {
+                    let mut pem = read(p)?;
+                    pem.push(b'\n');
+                    pem.extend(read(&key)?);
+                    // Checked here, so a bad pair is named rather than found at connect.
+                    reqwest::Identity::from_pem(&pem).map_err(|e| {
+                        Error::Registry(format!(
+                            "client certificate {} with key {}: {}",
+                            p.display(),
+                            key.display(),
+                            with_causes(&e)
+                        ))
+                    })?;
+                    certs.identity = Some(pem);
+                }
+            }
+            Some("key") => {
+                let cert = p.with_extension("cert");
+                if !cert.is_file() {
+                    return Err(Error::Registry(format!(
+                        "missing client certificate {} for key {}",
+                        cert.display(),
+                        p.display()
+                    )));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(certs)
 }
 
-/// How one registry is reached.
-#[derive(Debug)]
-struct Endpoint {
+/// How one registry (or docker.io mirror) is reached.
+pub(crate) struct Endpoint {
+    /// The `host[:port]` requests go to.
+    pub(crate) host: String,
+    /// A mirror of docker.io: its failures fall back to the next endpoint.
+    pub(crate) mirror: bool,
     https: bool,
     /// Certificates are checked (never for insecure registries, as Docker).
     verify: bool,
-    roots: Vec<Vec<u8>>,
+    certs: HostCerts,
 }
 
 impl Endpoint {
@@ -110,35 +330,89 @@ impl Endpoint {
         }
     }
 
+    /// The endpoint as a URL, for messages.
+    pub(crate) fn url(&self) -> String {
+        format!("{}://{}", self.scheme(), self.host)
+    }
+
+    fn identity(&self) -> Result<Option<reqwest::Identity>> {
+        self.certs
+            .identity
+            .as_deref()
+            .map(|pem| {
+                reqwest::Identity::from_pem(pem)
+                    .map_err(|e| Error::Registry(format!("client certificate: {e}")))
+            })
+            .transpose()
+    }
+
     /// A reqwest client speaking to this endpoint.
     fn http_client(&self) -> Result<reqwest::Client> {
         let mut b = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(30))
             .danger_accept_invalid_certs(!self.verify);
-        for pem in &self.roots {
+        for pem in &self.certs.roots {
             let cert = reqwest::Certificate::from_pem(pem)
                 .map_err(|e| Error::Registry(format!("CA certificate: {e}")))?;
             b = b.add_root_certificate(cert);
         }
+        if let Some(id) = self.identity()? {
+            b = b.identity(id);
+        }
         b.build().map_err(|e| Error::Registry(e.to_string()))
+    }
+
+    /// An `oci-client` client for this endpoint; `monolithic`: each blob pushed in one
+    /// streamed PUT.
+    pub(crate) fn client(&self, monolithic: bool) -> Result<oci_client::Client> {
+        let protocol = if self.https {
+            ClientProtocol::Https
+        } else {
+            ClientProtocol::HttpsExcept(vec![self.host.clone()])
+        };
+        // try_from, not new: `new` would fall back to a default client on a bad setting.
+        oci_client::Client::try_from(ClientConfig {
+            protocol,
+            accept_invalid_certificates: !self.verify,
+            extra_root_certificates: self
+                .certs
+                .roots
+                .iter()
+                .map(|data| oci_client::client::Certificate {
+                    encoding: oci_client::client::CertificateEncoding::Pem,
+                    data: data.clone(),
+                })
+                .collect(),
+            client_identity: self.identity()?,
+            // Index selection is ours (platform chosen by the caller).
+            platform_resolver: None,
+            use_monolithic_push: monolithic,
+            connect_timeout: Some(std::time::Duration::from_secs(30)),
+            read_timeout: Some(std::time::Duration::from_secs(60)),
+            ..ClientConfig::default()
+        })
+        .map_err(|e| Error::Registry(format!("{}: {}", self.url(), with_causes(&e))))
     }
 }
 
 /// Where `host` is reached: over verified TLS, or for an insecure registry over TLS if it
 /// answers TLS (unverified), else over plain HTTP.
 async fn endpoint(host: &str) -> Result<Endpoint> {
-    let roots = extra_roots(&config().certs_dir, host)?;
-    if !insecure(host) {
-        return Ok(Endpoint {
-            https: true,
-            verify: true,
-            roots,
-        });
+    let config = settings();
+    let certs = host_certs(&config.certs_dir, host)?;
+    let tls = Endpoint {
+        host: host.to_string(),
+        mirror: false,
+        https: true,
+        verify: true,
+        certs,
+    };
+    if !insecure(config, host).await {
+        return Ok(tls);
     }
     let tls = Endpoint {
-        https: true,
         verify: false,
-        roots,
+        ..tls
     };
     let probe = tls
         .http_client()?
@@ -155,13 +429,38 @@ async fn endpoint(host: &str) -> Result<Endpoint> {
     })
 }
 
+/// A docker.io mirror (`scheme://host[:port]/`), reached with the scheme it names:
+/// verified unless its host is insecure, with its own certs.d entry.
+async fn mirror_endpoint(mirror: &str) -> Result<Endpoint> {
+    let config = settings();
+    let (scheme, rest) = mirror.split_once("://").unwrap_or(("https", mirror));
+    let host = rest.trim_end_matches('/').to_string();
+    Ok(Endpoint {
+        mirror: true,
+        https: scheme == "https",
+        verify: !insecure(config, &host).await,
+        certs: host_certs(&config.certs_dir, &host)?,
+        host,
+    })
+}
+
+/// Where a pull of a repository of `domain` goes, in order: for docker.io its mirrors
+/// (whose failures are not fatal), then the registry itself.
+pub(crate) async fn pull_endpoints(domain: &str) -> Result<Vec<Endpoint>> {
+    let mut out = Vec::new();
+    if domain == DEFAULT_DOMAIN {
+        for m in &settings().mirrors {
+            out.push(mirror_endpoint(m).await?);
+        }
+    }
+    out.push(endpoint(registry_host(domain)).await?);
+    Ok(out)
+}
+
 /// True for registries Docker reaches over plain HTTP without configuration: loopback
 /// addresses and `localhost`, with or without a port.
 pub fn is_insecure(domain: &str) -> bool {
-    let host = match domain.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(rest),
-        None => domain.rsplit_once(':').map_or(domain, |(h, _)| h),
-    };
+    let (host, _) = split_host_port(domain);
     host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
@@ -174,42 +473,10 @@ pub fn registry_host(domain: &str) -> &str {
     }
 }
 
-/// A client for the registry of `domain`.
-pub(crate) async fn client(domain: &str) -> Result<oci_client::Client> {
-    client_with(domain, false).await
-}
-
-/// A client for pushing to `domain`: each blob goes up in one streamed PUT.
+/// A client for pushing to `domain` (never a mirror): each blob goes up in one streamed
+/// PUT.
 pub(crate) async fn push_client(domain: &str) -> Result<oci_client::Client> {
-    client_with(domain, true).await
-}
-
-async fn client_with(domain: &str, monolithic: bool) -> Result<oci_client::Client> {
-    let host = registry_host(domain);
-    let endpoint = endpoint(host).await?;
-    let protocol = if endpoint.https {
-        ClientProtocol::Https
-    } else {
-        ClientProtocol::HttpsExcept(vec![host.to_string()])
-    };
-    Ok(oci_client::Client::new(ClientConfig {
-        protocol,
-        accept_invalid_certificates: !endpoint.verify,
-        extra_root_certificates: endpoint
-            .roots
-            .into_iter()
-            .map(|data| oci_client::client::Certificate {
-                encoding: oci_client::client::CertificateEncoding::Pem,
-                data,
-            })
-            .collect(),
-        // Index selection is ours (platform chosen by the caller).
-        platform_resolver: None,
-        use_monolithic_push: monolithic,
-        connect_timeout: Some(std::time::Duration::from_secs(30)),
-        read_timeout: Some(std::time::Duration::from_secs(60)),
-        ..ClientConfig::default()
-    }))
+    endpoint(registry_host(domain)).await?.client(true)
 }
 
 pub(crate) fn auth(creds: Option<&Credentials>) -> RegistryAuth {
@@ -221,7 +488,17 @@ pub(crate) fn auth(creds: Option<&Credentials>) -> RegistryAuth {
 
 /// The `oci-client` reference for `r`, or for its repository at `digest`.
 pub(crate) fn oci_reference(r: &Reference, digest: Option<&str>) -> oci_client::Reference {
-    let registry = registry_host(r.domain()).to_string();
+    oci_reference_at(registry_host(r.domain()), r, digest)
+}
+
+/// The `oci-client` reference for `r` (or its repository at `digest`) on the registry or
+/// mirror at `host`.
+pub(crate) fn oci_reference_at(
+    host: &str,
+    r: &Reference,
+    digest: Option<&str>,
+) -> oci_client::Reference {
+    let registry = host.to_string();
     let repo = r.path().to_string();
     match (digest, r.digest(), r.tag()) {
         (Some(d), _, _) => oci_client::Reference::with_digest(registry, repo, d.to_string()),
@@ -290,7 +567,36 @@ fn with_causes(e: &dyn std::error::Error) -> String {
         }
         cause = c.source();
     }
+    if let Some(words) = tls_words(&s) {
+        s.push_str(": ");
+        s.push_str(words);
+    }
     s
+}
+
+/// Docker's words (Go's) for the TLS failures rustls names by its own identifiers, so
+/// the usual advice about them applies.
+fn tls_words(text: &str) -> Option<&'static str> {
+    if text.contains("UnknownIssuer") {
+        Some("x509: certificate signed by unknown authority")
+    } else if text.contains("NotValidForName") {
+        Some("x509: certificate is not valid for this host name")
+    } else if text.contains("Expired") && text.contains("certificate") {
+        Some("x509: certificate has expired or is not yet valid")
+    } else if text.contains("CertificateRequired") {
+        Some(
+            "remote error: tls: certificate required (the registry asks for a client \
+             certificate: certs.d/HOST:PORT/NAME.cert with NAME.key)",
+        )
+    } else if text.contains("alert") && text.contains("BadCertificate") {
+        // What a TLS 1.2 server answers a client that sent no certificate, too.
+        Some(
+            "remote error: tls: bad certificate (the registry refused the client \
+             certificate, or wants one: certs.d/HOST:PORT/NAME.cert with NAME.key)",
+        )
+    } else {
+        None
+    }
 }
 
 /// `MANIFEST_UNKNOWN` → `manifest unknown`, as Docker prints registry error codes.
@@ -461,6 +767,105 @@ mod tests {
         ] {
             assert!(!is_insecure(d), "{d}");
         }
+    }
+
+    #[test]
+    fn insecure_entries_as_docker_reads_them() {
+        let cidr = Insecure::parse("10.0.0.0/8").unwrap();
+        assert_eq!(cidr.to_string(), "10.0.0.0/8");
+        assert!(cidr.contains("10.123.0.1".parse().unwrap()));
+        assert!(!cidr.contains("11.0.0.1".parse().unwrap()));
+        assert!(!cidr.contains("::1".parse().unwrap()));
+        let all = Insecure::parse("0.0.0.0/0").unwrap();
+        assert!(all.contains("192.0.2.7".parse().unwrap()));
+        let v6 = Insecure::parse("fd00::/8").unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        assert!(!v6.contains("fe80::1".parse().unwrap()));
+        assert_eq!(
+            Insecure::parse("http://reg:5000").unwrap(),
+            Insecure::Host("reg:5000".into())
+        );
+        for bad in ["10.0.0.0/33", "x/8", "ftp://reg", "reg:port", "", "a b"] {
+            assert!(Insecure::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn insecure_by_name_or_range() {
+        let config = RegistryConfig::new(
+            PathBuf::from("/nonexistent"),
+            &["10.123.0.0/16".into(), "reg.example:5000".into()],
+            &[],
+        )
+        .unwrap();
+        assert!(insecure(&config, "10.123.0.1:5000").await);
+        assert!(!insecure(&config, "10.124.0.1:5000").await);
+        assert!(insecure(&config, "reg.example:5000").await);
+        assert!(insecure(&config, "127.0.0.1:1").await);
+        // (Names are resolved and their addresses matched the same way; not tried here,
+        // where a lookup would leave the machine.)
+        let lo = RegistryConfig::new(PathBuf::from("/x"), &["::1/128".into()], &[]).unwrap();
+        assert!(insecure(&lo, "[::1]:5000").await);
+    }
+
+    #[test]
+    fn mirrors_are_normalised_urls() {
+        assert_eq!(
+            parse_mirror("http://127.0.0.1:5000").unwrap(),
+            "http://127.0.0.1:5000/"
+        );
+        assert_eq!(parse_mirror("https://m/").unwrap(), "https://m/");
+        for bad in [
+            "m:5000",
+            "ftp://m",
+            "https://m/v2",
+            "https://m/?a=1",
+            "https://u:p@m",
+        ] {
+            assert!(parse_mirror(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_client_certificate_needs_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().join("reg:5000");
+        std::fs::create_dir_all(&host).unwrap();
+        assert!(host_certs(dir.path(), "other:1")
+            .unwrap()
+            .identity
+            .is_none());
+        std::fs::write(host.join("client.cert"), "x").unwrap();
+        let e = host_certs(dir.path(), "reg:5000")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("missing key"), "{e}");
+        assert!(e.contains("client.key"), "{e}");
+        assert!(e.contains("client.cert"), "{e}");
+        std::fs::remove_file(host.join("client.cert")).unwrap();
+        std::fs::write(host.join("lone.key"), "x").unwrap();
+        let e = host_certs(dir.path(), "reg:5000")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("missing client certificate"), "{e}");
+        assert!(e.contains("lone.cert"), "{e}");
+    }
+
+    #[test]
+    fn rustls_failures_read_as_docker_words() {
+        assert_eq!(
+            tls_words("invalid peer certificate: UnknownIssuer"),
+            Some("x509: certificate signed by unknown authority")
+        );
+        assert!(tls_words("received fatal alert: CertificateRequired")
+            .unwrap()
+            .contains("client certificate"));
+        assert!(tls_words("received fatal alert: BadCertificate")
+            .unwrap()
+            .contains("client certificate"));
+        assert_eq!(tls_words("connection refused"), None);
     }
 
     #[test]

@@ -28,6 +28,13 @@ pub struct DaemonArgs {
     /// The init `docker run --init` runs as PID 1 (default /usr/bin/tini-static).
     #[arg(long = "init-path")]
     init_path: Option<PathBuf>,
+    /// A registry reached without TLS verification: host[:port] or a CIDR (repeatable).
+    #[arg(long = "insecure-registry")]
+    insecure_registry: Vec<String>,
+    /// A mirror of docker.io, tried before it when pulling: http(s)://host[:port]
+    /// (repeatable, in order).
+    #[arg(long = "registry-mirror")]
+    registry_mirror: Vec<String>,
     /// Config file (TOML; default /etc/polis/polisd.toml if it exists).
     #[arg(long = "config-file")]
     config_file: Option<PathBuf>,
@@ -47,6 +54,9 @@ pub fn main(args: DaemonArgs) -> Result<i32> {
             host: args.host,
             log_level: args.log_level,
             init_path: args.init_path,
+            insecure_registries: (!args.insecure_registry.is_empty())
+                .then_some(args.insecure_registry),
+            registry_mirrors: (!args.registry_mirror.is_empty()).then_some(args.registry_mirror),
             ..Overrides::default()
         },
     ])?;
@@ -68,10 +78,11 @@ pub fn main(args: DaemonArgs) -> Result<i32> {
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_default(),
     };
-    polis_image::registry::configure(polis_image::registry::RegistryConfig {
-        certs_dir: config.certs_dir.clone(),
-        insecure: config.insecure_registries.clone(),
-    });
+    polis_image::registry::configure(polis_image::registry::RegistryConfig::new(
+        config.certs_dir.clone(),
+        &config.insecure_registries,
+        &config.registry_mirrors,
+    )?);
     let images = polis_image::ImageStore::open(&config.root.join("images"))?;
     // Blobs a crash left behind (an interrupted load or import) go now.
     let gc = images.gc()?;

@@ -1,6 +1,7 @@
 //! A `polis daemon` on temp dirs for one test, with the docker CLI pointed at it.
 //! Dropping it removes the containers a failed test left, stops it, and removes its
-//! directories.
+//! directories. [`Daemon::start_with`] can give it a config file and run it (and the
+//! docker CLI) inside a network namespace of the test's own.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -42,8 +43,22 @@ pub fn output(cmd: &mut Command, stdin: Option<&Path>) -> Output {
     )
 }
 
+/// How [`Daemon::start_with`] runs the daemon. Kept as files beside its root
+/// (`polisd.toml`, `netns`), so a restart keeps them.
+#[derive(Default)]
+pub struct DaemonOptions<'a> {
+    /// The daemon's config file (TOML); `@DIR@` stands for the daemon's directory.
+    pub config: Option<&'a str>,
+    /// A network namespace under /run/netns the daemon and the docker CLI run in.
+    pub netns: Option<&'a str>,
+}
+
 impl Daemon {
     pub fn start(name: &str) -> Daemon {
+        Daemon::start_with(name, &DaemonOptions::default())
+    }
+
+    pub fn start_with(name: &str, options: &DaemonOptions) -> Daemon {
         let dir = std::env::temp_dir().join(format!("polis-daemon-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -52,14 +67,47 @@ impl Daemon {
             socket: dir.join("run/polis.sock"),
             dir,
         };
+        if let Some(config) = options.config {
+            d.set_config(config);
+        }
+        if let Some(ns) = options.netns {
+            std::fs::write(d.dir.join("netns"), ns).unwrap();
+        }
         d.spawn();
         d
     }
 
+    /// Writes the config file the next [`Daemon::spawn`] reads (`@DIR@`: the daemon's
+    /// directory).
+    pub fn set_config(&self, toml: &str) {
+        let text = toml.replace("@DIR@", &self.dir.to_string_lossy());
+        std::fs::write(self.dir.join("polisd.toml"), text).unwrap();
+    }
+
+    /// `program`, run in the daemon's network namespace if it has one.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        match std::fs::read_to_string(self.dir.join("netns")) {
+            Ok(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}"))
+                    .arg("--")
+                    .arg(program);
+                c
+            }
+            Err(_) => Command::new(program),
+        }
+    }
+
     /// Start the daemon process on this test's root and run root.
     pub fn spawn(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_polis"))
-            .args(["daemon", "--root"])
+        let mut cmd = self.command(env!("CARGO_BIN_EXE_polis"));
+        cmd.arg("daemon");
+        let config = self.dir.join("polisd.toml");
+        if config.exists() {
+            cmd.arg("--config-file").arg(config);
+        }
+        let child = cmd
+            .arg("--root")
             .arg(self.dir.join("root"))
             .arg("--run-root")
             .arg(self.dir.join("run"))
@@ -112,7 +160,7 @@ impl Daemon {
 
     pub fn docker_in(&self, args: &[&str], stdin: Option<&Path>) -> Output {
         output(
-            Command::new(DOCKER)
+            self.command(DOCKER)
                 .env("DOCKER_HOST", self.host())
                 .current_dir(&self.dir)
                 .args(args),

@@ -1,11 +1,13 @@
 //! A Debian `docker-registry` on 127.0.0.1 for the registry tests (killed by pid when
-//! dropped), and the docker and polis CLIs run with a private config dir (for `docker
-//! login`).
+//! dropped), or on an address of a test's own network namespace; and the docker and
+//! polis CLIs run with a private config dir (for `docker login`).
 
 use super::daemon::{Daemon, DOCKER};
+use super::netns::NetNs;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 pub const REGISTRY: &str = "/usr/bin/docker-registry";
@@ -15,7 +17,14 @@ pub struct Registry {
     child: Child,
     pub dir: PathBuf,
     pub port: u16,
+    /// The address it listens on.
+    pub ip: String,
+    /// The network namespace it runs in (None: the test's own, on 127.0.0.1).
+    netns: Option<String>,
 }
+
+/// Ports for registries in test namespaces (each namespace has all its ports free).
+static NEXT_PORT: AtomicU16 = AtomicU16::new(5000);
 
 impl Registry {
     /// Starts a registry; with `htpasswd`, it requires those basic-auth users.
@@ -32,14 +41,28 @@ impl Registry {
     /// Starts a registry with more settings: `http` is YAML indented under `http:`
     /// (after its address), `auth` under `auth:`; either may be empty.
     pub fn start_with(dir: &Path, http: &str, auth: &str) -> Registry {
+        Registry::start_at(dir, None, "127.0.0.1", http, auth)
+    }
+
+    /// Starts a registry on `ip`, inside `netns` if given (where `ip` must be).
+    pub fn start_at(
+        dir: &Path,
+        netns: Option<&NetNs>,
+        ip: &str,
+        http: &str,
+        auth: &str,
+    ) -> Registry {
         std::fs::create_dir_all(dir).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = match netns {
+            Some(_) => NEXT_PORT.fetch_add(1, Ordering::Relaxed),
+            None => TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port(),
+        };
         let mut config = format!(
-            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{http}",
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {ip}:{port}\n{http}",
             dir.join("data").display()
         );
         if !auth.is_empty() {
@@ -47,34 +70,66 @@ impl Registry {
         }
         let config_path = dir.join("config.yml");
         std::fs::write(&config_path, config).unwrap();
-        let log = std::fs::File::create(dir.join("registry.log")).unwrap();
-        let child = Command::new(REGISTRY)
-            .arg("serve")
-            .arg(&config_path)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let log_path = dir.join("registry.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = match netns {
+            Some(ns) => ns.command(REGISTRY),
+            None => Command::new(REGISTRY),
+        }
+        .arg("serve")
+        .arg(&config_path)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
         let r = Registry {
             child,
             dir: dir.to_path_buf(),
             port,
+            ip: ip.to_string(),
+            netns: netns.map(|n| n.name.clone()),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "registry never listened");
+        // Another namespace cannot be connected to from here: its log says when.
+        let listening = || match netns {
+            Some(_) => std::fs::read_to_string(&log_path)
+                .unwrap_or_default()
+                .contains("listening on"),
+            None => TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        };
+        while !listening() {
+            assert!(
+                Instant::now() < deadline,
+                "registry never listened: {}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         r
     }
 
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
+    }
+
+    /// `program`, run where the registry can be reached (its network namespace).
+    pub fn command(&self, program: &str) -> Command {
+        match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}"))
+                    .arg("--")
+                    .arg(program);
+                c
+            }
+            None => Command::new(program),
+        }
     }
 
     /// Pushes a docker-archive with skopeo as `name` (`repo:tag`).
     pub fn push(&self, archive: &Path, name: &str, extra: &[&str]) {
-        let out = Command::new("skopeo")
+        let out = self
+            .command("skopeo")
             .args(["copy", "--quiet", "--dest-tls-verify=false"])
             .args(extra)
             .arg(format!("docker-archive:{}", archive.display()))
@@ -86,7 +141,7 @@ impl Registry {
 
     /// The manifest of `name:tag` as the registry serves it.
     pub fn manifest(&self, name: &str, tag: &str, creds: Option<&str>) -> serde_json::Value {
-        let mut cmd = Command::new("curl");
+        let mut cmd = self.command("curl");
         cmd.args(["-sf", "-H"])
             .arg("Accept: application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json")
             .arg(format!("http://{}/v2/{name}/manifests/{tag}", self.host()));

@@ -468,6 +468,8 @@ fn open_url(
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(bad(&"only http and https URLs are fetched"));
     }
+    // reqwest's connector needs the runtime it will run on.
+    let _runtime = remote.rt.enter();
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(30))
         .read_timeout(Duration::from_secs(60))

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod faultproxy;
 pub mod registry;
 
 use serde_json::{json, Value};

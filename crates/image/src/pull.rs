@@ -155,8 +155,14 @@ impl Descriptor {
             size: v["size"]
                 .as_u64()
                 .ok_or_else(|| Error::metadata(what, "descriptor without a size"))?,
+            // Only foreign layers are fetched from elsewhere than the registry.
             urls: v["urls"]
                 .as_array()
+                .filter(|_| {
+                    v["mediaType"]
+                        .as_str()
+                        .is_some_and(|t| fetch::FOREIGN_LAYER_TYPES.contains(&t))
+                })
                 .into_iter()
                 .flatten()
                 .filter_map(|u| u.as_str().map(str::to_string))

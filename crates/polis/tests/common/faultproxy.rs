@@ -328,12 +328,23 @@ fn serve(conn: TcpStream, upstream: u16, state: &Mutex<State>) {
 /// optionally cutting its first response after `cut_once` bytes; counts GETs.
 pub struct BlobServer {
     listener: Listener,
-    state: Arc<Mutex<(usize, Vec<String>, Option<u64>)>>,
+    state: Arc<Mutex<Served>>,
+}
+
+#[derive(Default)]
+struct Served {
+    gets: usize,
+    ranges: Vec<String>,
+    /// Where to cut the next answer.
+    cut: Option<u64>,
 }
 
 impl BlobServer {
     pub fn start(blob: Vec<u8>, cut_once: Option<u64>) -> BlobServer {
-        let state = Arc::new(Mutex::new((0usize, Vec::new(), cut_once)));
+        let state = Arc::new(Mutex::new(Served {
+            cut: cut_once,
+            ..Served::default()
+        }));
         let shared = state.clone();
         let blob = Arc::new(blob);
         let listener = Listener::start(move |conn| {
@@ -343,11 +354,11 @@ impl BlobServer {
             };
             let cut = {
                 let mut st = shared.lock().unwrap();
-                st.0 += 1;
+                st.gets += 1;
                 if let Some(r) = req.header("range") {
-                    st.1.push(r.to_string());
+                    st.ranges.push(r.to_string());
                 }
-                st.2.take()
+                st.cut.take()
             };
             let mut out = client.into_inner();
             let head = format!(
@@ -370,11 +381,11 @@ impl BlobServer {
 
     /// GETs served so far.
     pub fn gets(&self) -> usize {
-        self.state.lock().unwrap().0
+        self.state.lock().unwrap().gets
     }
 
     /// The `Range` headers asked for.
     pub fn ranges(&self) -> Vec<String> {
-        self.state.lock().unwrap().1.clone()
+        self.state.lock().unwrap().ranges.clone()
     }
 }

@@ -3,7 +3,7 @@
 //! place only when the digest is the expected one, so a blob file is always complete.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -157,6 +157,27 @@ pub struct BlobWriter<'a> {
 }
 
 impl BlobWriter<'_> {
+    /// Bytes written (and hashed) so far: where a resumed download goes on from.
+    pub fn written(&self) -> u64 {
+        self.inner.as_ref().map_or(0, HashingWriter::written)
+    }
+
+    /// Drops everything written so far, for a download that starts over.
+    pub fn restart(&mut self) -> Result<()> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Ok(());
+        };
+        let buf = inner.get_mut();
+        let rewind = |buf: &mut io::BufWriter<File>| -> io::Result<()> {
+            buf.flush()?;
+            buf.get_mut().set_len(0)?;
+            buf.get_mut().seek(io::SeekFrom::Start(0)).map(|_| ())
+        };
+        rewind(buf).map_err(|e| Error::io("truncate", &self.temp_path, e))?;
+        inner.reset();
+        Ok(())
+    }
+
     /// Verifies the digest, fsyncs and moves the blob into place.
     pub fn commit(mut self, expected: Option<&Digest>) -> Result<Ingested> {
         let Some(inner) = self.inner.take() else {
@@ -246,6 +267,22 @@ mod tests {
         assert!(!cs.ingest(&mut &data[..], Some(&d)).unwrap().created);
         cs.delete(&d).unwrap();
         assert!(!cs.has(&d));
+    }
+
+    #[test]
+    fn restart_forgets_what_was_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cs = ContentStore::open(tmp.path()).unwrap();
+        let mut w = cs.writer().unwrap();
+        w.write_all(b"half of something else").unwrap();
+        assert_eq!(w.written(), 22);
+        w.restart().unwrap();
+        assert_eq!(w.written(), 0);
+        w.write_all(b"the ").unwrap();
+        w.write_all(b"blob").unwrap();
+        let r = w.commit(Some(&Digest::of(b"the blob"))).unwrap();
+        assert_eq!(r.size, 8);
+        assert_eq!(cs.read_blob(&r.digest).unwrap(), b"the blob");
     }
 
     #[test]

@@ -82,6 +82,22 @@ impl<W: Write> HashingWriter<W> {
         let d = Digest(format!("sha256:{}", hex::encode(self.hasher.finalize())));
         (self.inner, d, self.count)
     }
+
+    /// Bytes written so far.
+    pub(crate) fn written(&self) -> u64 {
+        self.count
+    }
+
+    /// The writer underneath, for a caller that rewinds it and then calls [`Self::reset`].
+    pub(crate) fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
+    /// Forgets everything hashed and counted so far.
+    pub(crate) fn reset(&mut self) {
+        self.hasher = Sha256::new();
+        self.count = 0;
+    }
 }
 
 impl<W: Write> Write for HashingWriter<W> {

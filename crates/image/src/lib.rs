@@ -11,6 +11,7 @@ pub mod config;
 mod content;
 mod digest;
 mod error;
+mod fetch;
 mod import;
 mod pull;
 mod push;

@@ -5,18 +5,16 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
-use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::runtime::Handle;
 
 use crate::config::ImageConfig;
-use crate::content::Ingested;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::fetch;
 use crate::reference::Reference;
 use crate::registry::{self, Credentials};
 use crate::store::{ImageId, ImageRecord, ImageStore, LayerRecord};
@@ -43,8 +41,6 @@ const LAYER_TYPES: &[&str] = &[
 const MAX_METADATA_SIZE: u64 = 8 << 20;
 /// Layers downloaded at once, as dockerd's default `max-concurrent-downloads`.
 const PARALLEL_DOWNLOADS: usize = 3;
-/// How often "Downloading" progress is reported.
-const PROGRESS_STEP: u64 = 512 * 1024;
 
 /// An `os/architecture[/variant]` to pick from an image index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,10 +137,12 @@ pub struct Pulled {
     pub updated: bool,
 }
 
-/// A layer as the manifest describes it.
-struct Descriptor {
-    digest: Digest,
-    size: u64,
+/// A blob as the manifest describes it.
+pub(crate) struct Descriptor {
+    pub(crate) digest: Digest,
+    pub(crate) size: u64,
+    /// Where else a foreign layer may be fetched from.
+    pub(crate) urls: Vec<String>,
 }
 
 impl Descriptor {
@@ -157,33 +155,62 @@ impl Descriptor {
             size: v["size"]
                 .as_u64()
                 .ok_or_else(|| Error::metadata(what, "descriptor without a size"))?,
+            // Only foreign layers are fetched from elsewhere than the registry.
+            urls: v["urls"]
+                .as_array()
+                .filter(|_| {
+                    v["mediaType"]
+                        .as_str()
+                        .is_some_and(|t| fetch::FOREIGN_LAYER_TYPES.contains(&t))
+                })
+                .into_iter()
+                .flatten()
+                .filter_map(|u| u.as_str().map(str::to_string))
+                .collect(),
         })
     }
 
-    fn short(&self) -> &str {
+    pub(crate) fn short(&self) -> &str {
         &self.digest.hex()[..12]
     }
 }
 
 /// The network side of one pull.
-struct Remote<'a> {
-    rt: &'a Handle,
-    client: oci_client::Client,
+pub(crate) struct Remote<'a> {
+    pub(crate) rt: &'a Handle,
+    pub(crate) client: oci_client::Client,
     /// The registry or docker.io mirror (`host[:port]`) this attempt pulls from.
-    registry: String,
+    pub(crate) registry: String,
     auth: oci_client::secrets::RegistryAuth,
-    reference: &'a Reference,
+    pub(crate) reference: &'a Reference,
     /// The reference as messages show it.
-    shown: String,
+    pub(crate) shown: String,
 }
 
 impl Remote<'_> {
+    /// The manifest, retried as blobs are when the failure is transient.
     fn manifest(&self, digest: Option<&str>, accept: &[&str]) -> Result<(Vec<u8>, Digest)> {
         let oref = registry::oci_reference_at(&self.registry, self.reference, digest);
-        let (bytes, digest) = self
-            .rt
-            .block_on(self.client.pull_manifest_raw(&oref, &self.auth, accept))
-            .map_err(|e| registry::registry_error(&self.shown, e))?;
+        let (bytes, digest) = fetch::with_retries(
+            "manifest",
+            None,
+            None,
+            |_| {
+                self.rt
+                    .block_on(self.client.pull_manifest_raw(&oref, &self.auth, accept))
+                    .map_err(|e| {
+                        fetch::Failure::classify_first(e, |e| {
+                            registry::registry_error(&self.shown, e)
+                        })
+                    })
+            },
+            |tries, why| {
+                Error::Registry(format!(
+                    "{}: manifest: {why} (gave up after {tries} attempts)",
+                    self.shown
+                ))
+            },
+        )?;
         if bytes.len() as u64 > MAX_METADATA_SIZE {
             return Err(Error::metadata(
                 format!("manifest of {}", self.shown),
@@ -285,10 +312,10 @@ impl ImageStore {
             .iter()
             .map(|l| {
                 let kind = l["mediaType"].as_str().unwrap_or_default();
-                if !LAYER_TYPES.contains(&kind) {
+                if !LAYER_TYPES.contains(&kind) && !fetch::FOREIGN_LAYER_TYPES.contains(&kind) {
                     return Err(Error::UnsupportedManifest(format!(
                         "{}: layer {} has media type {kind:?}, which cannot be pulled yet \
-                         (supported: gzip, zstd or uncompressed tar layers)",
+                         (supported: gzip, zstd or uncompressed tar layers, foreign or not)",
                         remote.shown,
                         l["digest"].as_str().unwrap_or("?")
                     )));
@@ -457,65 +484,6 @@ impl ImageStore {
             .into_iter()
             .map(|r| r.expect("every layer checked"))
             .collect())
-    }
-
-    /// Streams one blob into the content store, verifying its digest and size; stops
-    /// early once `abort` is set (another download of the same pull failed).
-    fn fetch_blob(
-        &self,
-        remote: &Remote<'_>,
-        desc: &Descriptor,
-        what: &str,
-        mut progress: Option<&mut dyn FnMut(PullProgress)>,
-        abort: Option<&AtomicBool>,
-    ) -> Result<Ingested> {
-        let oref = registry::oci_reference_at(&remote.registry, remote.reference, None);
-        let failed = |e: &dyn fmt::Display| {
-            Error::Registry(format!(
-                "{}: download of {what} {} failed: {e}",
-                remote.shown, desc.digest
-            ))
-        };
-        let mut sized = remote
-            .rt
-            .block_on(remote.client.pull_blob_stream(&oref, desc.digest.as_str()))
-            .map_err(|e| registry::registry_error(&remote.shown, e))?;
-        let mut writer = self.content.writer()?;
-        let mut done = 0u64;
-        let mut reported = 0u64;
-        while let Some(chunk) = remote.rt.block_on(sized.stream.next()) {
-            let chunk = chunk.map_err(|e| failed(&e))?;
-            if abort.is_some_and(|a| a.load(Ordering::Relaxed)) {
-                return Err(failed(&"another layer of this pull failed"));
-            }
-            done += chunk.len() as u64;
-            if done > desc.size {
-                return Err(failed(&format_args!(
-                    "the registry sent more than the {} bytes the manifest announces",
-                    desc.size
-                )));
-            }
-            writer
-                .write_all(&chunk)
-                .map_err(|e| Error::io("write", self.content.path(&desc.digest), e))?;
-            if let Some(p) = progress.as_mut() {
-                if done - reported >= PROGRESS_STEP || done == desc.size {
-                    reported = done;
-                    p(PullProgress {
-                        id: Some(desc.short().to_string()),
-                        status: "Downloading".into(),
-                        progress: Some((done, desc.size)),
-                    });
-                }
-            }
-        }
-        if done != desc.size {
-            return Err(failed(&format_args!(
-                "got {done} bytes where the manifest announces {}",
-                desc.size
-            )));
-        }
-        writer.commit(Some(&desc.digest))
     }
 }
 

@@ -2,8 +2,10 @@
 //! manifest gives them), the config and the stored manifest, byte for byte, so the digest
 //! the registry records is the one the image already has. A blob the registry already has
 //! is not sent again; one held by another repository of the same registry (known from the
-//! image's other references) is mounted from there.
+//! image's other references) is mounted from there. Foreign (non-distributable) layers
+//! are not uploaded, as Docker does: the manifest keeps their URLs.
 
+use std::collections::HashSet;
 use std::sync::mpsc;
 
 use futures_util::StreamExt;
@@ -13,6 +15,7 @@ use tokio::runtime::Handle;
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::fetch::FOREIGN_LAYER_TYPES;
 use crate::pull::PullProgress;
 use crate::reference::{Reference, DEFAULT_TAG};
 use crate::registry::{self, Credentials};
@@ -138,6 +141,7 @@ impl ImageStore {
             .map(|r| registry::oci_reference(&r, None))
             .collect();
 
+        let foreign = foreign_layers(&manifest);
         // Docker lists layers top-down.
         let layers: Vec<_> = rec.layers.iter().rev().collect();
         for l in &layers {
@@ -145,6 +149,11 @@ impl ImageStore {
         }
         for l in &layers {
             let id = short(&l.diff_id);
+            // Foreign layers stay where their URLs say; the manifest keeps those URLs.
+            if foreign.contains(l.digest.as_str()) {
+                progress(PullProgress::new(Some(id), "Skipped foreign layer"));
+                continue;
+            }
             if target.run(target.client.blob_exists(&oref, l.digest.as_str()))? {
                 progress(PullProgress::new(Some(id), "Layer already exists"));
                 continue;
@@ -254,6 +263,22 @@ fn mount<'a>(
             )
             .is_ok()
     })
+}
+
+/// The digests of the manifest's non-distributable layers, which Docker never uploads.
+fn foreign_layers(manifest: &[u8]) -> HashSet<String> {
+    let v: serde_json::Value = serde_json::from_slice(manifest).unwrap_or_default();
+    v["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| {
+            l["mediaType"]
+                .as_str()
+                .is_some_and(|t| FOREIGN_LAYER_TYPES.contains(&t))
+        })
+        .filter_map(|l| l["digest"].as_str().map(str::to_string))
+        .collect()
 }
 
 fn short(d: &Digest) -> &str {

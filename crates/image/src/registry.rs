@@ -556,7 +556,7 @@ pub(crate) fn registry_error(what: &str, e: OciDistributionError) -> Error {
 }
 
 /// An error with its chain of causes (reqwest hides "connection refused" in a source).
-fn with_causes(e: &dyn std::error::Error) -> String {
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {

@@ -148,6 +148,8 @@ pub struct ImageStore {
     /// Ingests hold it shared; anything that deletes blobs holds it exclusively, so a blob
     /// just written but not yet indexed is never collected.
     blob_lock: RwLock<()>,
+    /// Blobs being downloaded, so that concurrent pulls fetch each one once.
+    pub(crate) downloads: crate::fetch::InFlight,
 }
 
 impl ImageStore {
@@ -172,6 +174,7 @@ impl ImageStore {
             content,
             db,
             blob_lock: RwLock::new(()),
+            downloads: Default::default(),
         })
     }
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod faultproxy;
 pub mod netns;
 pub mod registry;
 

@@ -20,6 +20,9 @@ pub enum Error {
     Image(polis_image::Error),
     #[error(transparent)]
     Storage(polis_storage::Error),
+    /// An image layer refused or not unpacked, naming the layer (and the entry).
+    #[error("{0}")]
+    Layer(String),
     /// The shim or the runtime refused or failed.
     #[error("{0}")]
     Container(String),

@@ -80,19 +80,24 @@ fn discard(snapshots: &Snapshotter, made: &[String]) {
 
 /// Names the layer in a storage error: which blob, then which entry and why.
 fn refused(layer: &LayerInfo, e: polis_storage::Error) -> Error {
-    let hint = match e {
-        polis_storage::Error::TooLarge(_) if !e.to_string().contains("free on") => {
+    use polis_storage::Error as E;
+    let hint = match &e {
+        E::TooLarge(m) if m.contains("exceeds the limit") => {
             " (max-layer-size in the daemon config)"
         }
-        polis_storage::Error::Entry { ref reason, .. } if reason.contains("device nodes") => {
+        E::Entry { reason, .. } if reason.contains("device nodes are not allowed") => {
             " (layer-device-nodes in the daemon config)"
         }
         _ => "",
     };
-    Error::Storage(polis_storage::Error::Layer(format!(
-        "failed to register layer {}: {e}{hint}",
+    let why = match e {
+        E::Layer(m) | E::TooLarge(m) => m,
+        other => other.to_string(),
+    };
+    Error::Layer(format!(
+        "failed to register layer {}: {why}{hint}",
         layer.digest
-    )))
+    ))
 }
 
 /// The blob as it is read, reporting how far.

@@ -557,6 +557,10 @@ fn hostile_layers_are_refused_at_pull_and_leave_nothing() {
             "{what}: {err}"
         );
         assert!(err.contains(expected), "{what}: {err}");
+        if !expected.starts_with("member") {
+            let whole = format!("failed to register layer {}: {expected}", digests[1]);
+            assert!(err.contains(&whole), "{what}: {err}");
+        }
         if *what == "device node" {
             assert!(
                 err.contains("(layer-device-nodes in the daemon config)"),

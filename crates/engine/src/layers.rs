@@ -114,8 +114,7 @@ impl<R: Read, F: FnMut(u64, u64)> Read for Counted<R, F> {
         let n = self.inner.read(buf)?;
         self.done += n as u64;
         if let Some(report) = self.report.as_mut() {
-            let at_end = n == 0 || self.done == self.total;
-            if n > 0 && (self.done - self.reported >= PROGRESS_STEP || at_end) {
+            if n > 0 && (self.done - self.reported >= PROGRESS_STEP || self.done == self.total) {
                 self.reported = self.done;
                 report(self.done, self.total);
             }

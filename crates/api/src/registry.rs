@@ -97,7 +97,19 @@ pub async fn pull(
         let mut send = |p: PullProgress| {
             let _ = events.send(Ok(Message::Progress(p)));
         };
-        if let Err(e) = store.pull(&rt, &reference, credentials.as_ref(), &platform, &mut send) {
+        // Layers are unpacked (and so checked) before the image is recorded, as Docker does.
+        let unpacker = polis_engine::layers::PullUnpacker {
+            layout: &state.layout,
+        };
+        let pulled = store.pull(
+            &rt,
+            &reference,
+            credentials.as_ref(),
+            &platform,
+            &unpacker,
+            &mut send,
+        );
+        if let Err(e) = pulled {
             let _ = tx.send(Err(e));
         }
     });

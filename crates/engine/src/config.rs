@@ -34,7 +34,17 @@ pub struct DaemonConfig {
     /// Mirrors of docker.io (`http://host:port`, `https://host`), tried in order before
     /// it when pulling; kept as `scheme://host[:port]/`, as Docker does.
     pub registry_mirrors: Vec<String>,
+    /// Largest uncompressed size of one layer, in bytes: a decompression bomb stops here
+    /// (and in any case at the free space of the snapshot file system).
+    pub max_layer_size: u64,
+    /// Whether layers may create character and block device nodes; unset, they may when
+    /// the daemon can make them (root outside a user namespace), as Docker does.
+    pub layer_device_nodes: Option<bool>,
 }
+
+/// 64 GiB: several times the largest layers public images carry (CUDA and ML bases
+/// reach a few GiB), yet a bound on what one hostile layer can write.
+pub const DEFAULT_MAX_LAYER_SIZE: u64 = 64 << 30;
 
 impl Default for DaemonConfig {
     fn default() -> Self {
@@ -47,7 +57,45 @@ impl Default for DaemonConfig {
             certs_dir: PathBuf::from("/etc/polis/certs.d"),
             insecure_registries: Vec::new(),
             registry_mirrors: Vec::new(),
+            max_layer_size: DEFAULT_MAX_LAYER_SIZE,
+            layer_device_nodes: None,
         }
+    }
+}
+
+/// A size in a config file: a number of bytes, or a string such as `"512MiB"` or `"1g"`
+/// (binary units whatever the suffix, as Docker's sizes).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Size {
+    Bytes(u64),
+    Text(String),
+}
+
+impl Size {
+    pub fn bytes(&self) -> std::result::Result<u64, String> {
+        let text = match self {
+            Size::Bytes(n) => return Ok(*n),
+            Size::Text(t) => t.trim(),
+        };
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: u64 = number
+            .parse()
+            .map_err(|_| format!("{text:?} is not a size (e.g. 1048576, \"512MiB\", \"1g\")"))?;
+        let shift = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 0,
+            "k" | "kb" | "kib" => 10,
+            "m" | "mb" | "mib" => 20,
+            "g" | "gb" | "gib" => 30,
+            "t" | "tb" | "tib" => 40,
+            other => return Err(format!("{text:?}: unknown size unit {other:?}")),
+        };
+        number
+            .checked_mul(1u64 << shift)
+            .ok_or_else(|| format!("{text:?} is too large"))
     }
 }
 
@@ -63,6 +111,8 @@ pub struct Overrides {
     pub certs_dir: Option<PathBuf>,
     pub insecure_registries: Option<Vec<String>>,
     pub registry_mirrors: Option<Vec<String>>,
+    pub max_layer_size: Option<Size>,
+    pub layer_device_nodes: Option<bool>,
 }
 
 impl Overrides {
@@ -94,6 +144,8 @@ impl Overrides {
             certs_dir: get("POLIS_CERTS_DIR").map(PathBuf::from),
             insecure_registries: None,
             registry_mirrors: None,
+            max_layer_size: None,
+            layer_device_nodes: None,
         }
     }
 }
@@ -128,6 +180,21 @@ impl DaemonConfig {
             }
             if let Some(v) = &l.registry_mirrors {
                 c.registry_mirrors = v.clone();
+            }
+            if let Some(v) = &l.max_layer_size {
+                c.max_layer_size = v.bytes().map_err(|reason| Error::Config {
+                    path: PathBuf::from("max-layer-size"),
+                    reason,
+                })?;
+                if c.max_layer_size == 0 {
+                    return Err(Error::Config {
+                        path: PathBuf::from("max-layer-size"),
+                        reason: "must be more than 0 bytes".into(),
+                    });
+                }
+            }
+            if let Some(v) = l.layer_device_nodes {
+                c.layer_device_nodes = Some(v);
             }
         }
         // The socket follows the run root unless placed explicitly.
@@ -166,6 +233,16 @@ impl DaemonConfig {
         Ok(c)
     }
 
+    /// How layers are unpacked: the size cap, and device nodes as configured or, unset,
+    /// as the daemon's privileges allow.
+    pub fn unpack_options(&self) -> polis_storage::UnpackOptions {
+        polis_storage::UnpackOptions {
+            allow_devices: self.layer_device_nodes.unwrap_or_else(can_make_devices),
+            max_bytes: self.max_layer_size,
+            ..polis_storage::UnpackOptions::default()
+        }
+    }
+
     /// The unix socket path of `host`.
     pub fn socket_path(&self) -> Result<PathBuf> {
         match self.host.strip_prefix("unix://") {
@@ -179,6 +256,14 @@ impl DaemonConfig {
             }),
         }
     }
+}
+
+/// Root in the initial user namespace, where mknod of devices works (Docker's
+/// `userns.RunningInUserNS` test: a full identity uid map).
+fn can_make_devices() -> bool {
+    let initial_ns = std::fs::read_to_string("/proc/self/uid_map")
+        .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]);
+    nix::unistd::geteuid().is_root() && initial_ns
 }
 
 #[cfg(test)]
@@ -221,6 +306,28 @@ mod tests {
             DaemonConfig::resolve(&[env]).unwrap().init_path,
             PathBuf::from("/x/init")
         );
+    }
+
+    #[test]
+    fn layer_limits() {
+        let file: Overrides =
+            toml::from_str("max-layer-size = \"512MiB\"\nlayer-device-nodes = false").unwrap();
+        let c = DaemonConfig::resolve(&[file]).unwrap();
+        assert_eq!(c.max_layer_size, 512 << 20);
+        assert!(!c.unpack_options().allow_devices);
+        assert_eq!(c.unpack_options().max_bytes, 512 << 20);
+        let file: Overrides = toml::from_str("max-layer-size = 4096").unwrap();
+        assert_eq!(DaemonConfig::resolve(&[file]).unwrap().max_layer_size, 4096);
+        assert_eq!(
+            DaemonConfig::default().max_layer_size,
+            DEFAULT_MAX_LAYER_SIZE
+        );
+        assert_eq!(Size::Text("1t".into()).bytes().unwrap(), 1 << 40);
+        for bad in ["12 parsecs", "MiB", "-1", "99999999999T"] {
+            assert!(Size::Text(bad.into()).bytes().is_err(), "{bad}");
+        }
+        let zero: Overrides = toml::from_str("max-layer-size = 0").unwrap();
+        assert!(DaemonConfig::resolve(&[zero]).is_err());
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub struct Layout {
     pub run_root: PathBuf,
     /// The binary `--init` bind-mounts as the container's /sbin/docker-init.
     pub init_path: PathBuf,
+    /// Limits and permissions for unpacking image layers.
+    pub unpack: polis_storage::UnpackOptions,
 }
 
 impl Layout {
@@ -91,6 +93,10 @@ impl Layout {
     }
     pub fn snapshots(&self) -> PathBuf {
         self.root.join("storage")
+    }
+    /// The layer snapshots, unpacking with this daemon's limits.
+    pub fn snapshotter(&self) -> Result<Snapshotter> {
+        Snapshotter::with_options(self.snapshots(), self.unpack.clone()).map_err(Error::Storage)
     }
 }
 
@@ -223,17 +229,9 @@ pub fn create(
         let _ = md.remove_container(&id, &name);
     };
     let result = (|| {
-        let snapshots = Snapshotter::new(layout.snapshots()).map_err(Error::Storage)?;
-        let mut parent: Option<String> = None;
-        for layer in &layers {
-            let blob =
-                std::fs::File::open(&layer.path).map_err(|e| Error::io("open", &layer.path, e))?;
-            let chain = snapshots
-                .commit_layer_verified(parent.as_deref(), layer.diff_id.as_str(), blob)
-                .map_err(Error::Storage)?;
-            parent = Some(chain);
-        }
-        let top = parent.ok_or_else(|| Error::InvalidInput("image has no layers".into()))?;
+        let snapshots = layout.snapshotter()?;
+        // Pulled images have their snapshots already; loaded or imported ones get them now.
+        let (top, _) = crate::layers::unpack(&snapshots, &layers, None)?;
         let rootfs = layout.bundle(&id).join("rootfs");
         std::fs::create_dir_all(&rootfs).map_err(|e| Error::io("create", &rootfs, e))?;
         for m in snapshots.prepare(&id, &top).map_err(Error::Storage)? {

@@ -26,6 +26,9 @@ pub enum Error {
     /// network, a network with containers on it).
     #[error("{0}")]
     Forbidden(String),
+    /// An image layer refused or not unpacked, naming the layer (and the entry).
+    #[error("{0}")]
+    Layer(String),
     /// The shim or the runtime refused or failed.
     #[error("{0}")]
     Container(String),

@@ -10,6 +10,7 @@ pub mod devices;
 pub mod error;
 pub mod hostconfig;
 pub mod hostspec;
+pub mod layers;
 pub mod limits;
 pub mod lock;
 pub mod logconfig;

@@ -63,6 +63,9 @@ pub enum Error {
     /// A manifest kind or layer kind that cannot be pulled (schema 1, foreign layers, …).
     #[error("{0}")]
     UnsupportedManifest(String),
+    /// A layer refused or not unpacked at pull, naming the layer and the entry.
+    #[error("{0}")]
+    Unpack(String),
     /// The redb index failed.
     #[error("image index {op}: {reason}")]
     Index { op: &'static str, reason: String },

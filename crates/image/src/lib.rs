@@ -19,6 +19,7 @@ pub mod reference;
 pub mod registry;
 pub mod spec;
 mod store;
+mod unpacker;
 
 pub use content::{BlobWriter, ContentStore, Ingested};
 pub use digest::Digest;
@@ -32,3 +33,4 @@ pub use store::{
     short_id, GcReport, HistoryItem, ImageId, ImageInspect, ImageRecord, ImageStore, ImageSummary,
     InspectRootFs, LayerInfo, LayerRecord, Removed,
 };
+pub use unpacker::{LayerUnpacker, UndoUnpack};

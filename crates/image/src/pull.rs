@@ -17,7 +17,8 @@ use crate::error::{Error, Result};
 use crate::fetch;
 use crate::reference::Reference;
 use crate::registry::{self, Credentials};
-use crate::store::{ImageId, ImageRecord, ImageStore, LayerRecord};
+use crate::store::{ImageId, ImageRecord, ImageStore, LayerInfo, LayerRecord};
+use crate::unpacker::LayerUnpacker;
 
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -118,7 +119,7 @@ pub struct PullProgress {
 }
 
 impl PullProgress {
-    pub(crate) fn new(id: Option<&str>, status: impl Into<String>) -> Self {
+    pub fn new(id: Option<&str>, status: impl Into<String>) -> Self {
         PullProgress {
             id: id.map(str::to_string),
             status: status.into(),
@@ -222,14 +223,16 @@ impl Remote<'_> {
 }
 
 impl ImageStore {
-    /// Pulls `reference` (normalised, with a tag or a digest) into the store. Runs on a
-    /// blocking thread: the network I/O is driven on `rt`.
+    /// Pulls `reference` (normalised, with a tag or a digest) into the store; `unpacker`
+    /// unpacks the verified layers before the image is recorded. Runs on a blocking
+    /// thread: the network I/O is driven on `rt`.
     pub fn pull(
         &self,
         rt: &Handle,
         reference: &Reference,
         credentials: Option<&Credentials>,
         platform: &Platform,
+        unpacker: &dyn LayerUnpacker,
         progress: &mut dyn FnMut(PullProgress),
     ) -> Result<Pulled> {
         let endpoints = rt.block_on(registry::pull_endpoints(reference.domain()))?;
@@ -250,7 +253,7 @@ impl ImageStore {
                     shown: reference.familiar(),
                 };
                 let _guard = self.ingest_guard();
-                self.pull_inner(&remote, platform, progress, &mut created)
+                self.pull_inner(&remote, platform, unpacker, progress, &mut created)
             });
             match &result {
                 Err(e) if endpoint.mirror => {
@@ -270,6 +273,7 @@ impl ImageStore {
         &self,
         remote: &Remote<'_>,
         platform: &Platform,
+        unpacker: &dyn LayerUnpacker,
         progress: &mut dyn FnMut(PullProgress),
         created: &mut HashSet<Digest>,
     ) -> Result<Pulled> {
@@ -389,9 +393,17 @@ impl ImageStore {
         }
         // Only the missing layers are downloaded (and reported); every layer is checked.
         let records = self.fetch_layers(remote, &layers, &missing, &diff_ids, progress, created)?;
-        for (l, _) in layers.iter().zip(&missing).filter(|(_, m)| **m) {
-            progress(PullProgress::new(Some(l.short()), "Pull complete"));
-        }
+        let infos: Vec<LayerInfo> = records
+            .iter()
+            .map(|l| LayerInfo {
+                path: self.content.path(&l.digest),
+                media_type: l.media_type.clone(),
+                digest: l.digest.clone(),
+                diff_id: l.diff_id.clone(),
+                size: l.size,
+            })
+            .collect();
+        let undo = unpacker.unpack(&infos, &missing, progress)?;
 
         let m = self
             .content
@@ -407,7 +419,10 @@ impl ImageStore {
             layers: records,
             created: image_config.created.clone(),
         };
-        self.commit_image(&rec, &refs)?;
+        if let Err(e) = self.commit_image(&rec, &refs) {
+            undo();
+            return Err(e);
+        }
         Ok(finish(remote, rec.id, repo_digest, previous, progress))
     }
 

@@ -97,6 +97,7 @@ pub fn main(args: DaemonArgs) -> Result<i32> {
         root: config.root.clone(),
         run_root: config.run_root.clone(),
         init_path: config.init_path.clone(),
+        unpack: config.unpack_options(),
     };
     // What a killed daemon or shim left half-done is settled before anyone can ask.
     let recovery = polis_engine::recovery::reconcile(&layout, &metadata)?;

@@ -22,9 +22,13 @@ pub enum Error {
     /// A layer entry was refused or could not be applied.
     #[error("layer entry {entry:?}: {reason}")]
     Entry { entry: String, reason: String },
-    /// The layer as a whole is unusable (corrupt, over a limit, wrong digest).
+    /// The layer as a whole is unusable (corrupt, wrong digest).
     #[error("layer: {0}")]
     Layer(String),
+    /// The layer unpacks to more than a size limit allows (a decompression bomb, or too
+    /// big for the disk).
+    #[error("layer: {0}")]
+    TooLarge(String),
     /// A snapshot or container storage that does not exist.
     #[error("not found: {0}")]
     NotFound(String),

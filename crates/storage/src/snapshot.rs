@@ -289,7 +289,21 @@ impl Snapshotter {
             .join("staging")
             .join(format!("{}-{n}", std::process::id()));
         let mut guard = RemoveOnDrop::new(&staged);
-        let unpacked = unpack(layer, &staged, &self.unpack_options)?;
+        // A layer that cannot fit is refused before it fills the disk for everyone else.
+        let staging = self.root.join("staging");
+        let free = free_bytes(&staging)?;
+        let mut options = self.unpack_options.clone();
+        let space_bound = free < options.max_bytes;
+        options.max_bytes = options.max_bytes.min(free);
+        let unpacked = match unpack(layer, &staged, &options) {
+            Err(Error::TooLarge(_)) if space_bound => {
+                return Err(Error::TooLarge(format!(
+                    "uncompressed layer does not fit in the {free} bytes free on {}",
+                    staging.display()
+                )))
+            }
+            other => other?,
+        };
         if let Some(expected) = expected_diff_id {
             if unpacked.diff_id != expected {
                 return Err(Error::Layer(format!(
@@ -547,6 +561,12 @@ impl Snapshotter {
         infos.sort_by_key(|i| i.id);
         Ok(infos)
     }
+}
+
+/// Bytes an unprivileged writer may still use on the file system holding `path`.
+fn free_bytes(path: &Path) -> Result<u64> {
+    let st = nix::sys::statvfs::statvfs(path).map_err(|e| Error::sys("statvfs", path, e))?;
+    Ok((st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64))
 }
 
 /// Sums allocated blocks under `path`, counting hardlinked inodes once, without following

@@ -184,7 +184,7 @@ pub(crate) fn apply_layer(
         over_limit: over_limit.clone(),
     };
     let too_big = || {
-        Error::Layer(format!(
+        Error::TooLarge(format!(
             "uncompressed layer exceeds the limit of {} bytes",
             opts.max_bytes
         ))
@@ -327,7 +327,7 @@ impl Applier<'_> {
                 match copy_sparse(entry, &mut file, budget) {
                     Ok(written) => self.file_bytes += written,
                     Err(CopyError::OverBudget) => {
-                        return Err(Error::Layer(format!(
+                        return Err(Error::TooLarge(format!(
                             "files in the layer exceed the limit of {} bytes (at {display:?})",
                             self.opts.max_bytes
                         )))

@@ -872,3 +872,122 @@ fn concurrent_commits_of_one_layer_share_a_snapshot() {
     assert_eq!(snapshotter.list().unwrap().len(), 1);
     assert!(ls(&snapshotter.root().join("staging")).is_empty());
 }
+
+#[test]
+fn whiteouts_and_metadata_never_reach_through_symlinks() {
+    let defaults = UnpackOptions::default;
+    let mut layer = Layer::new();
+    layer
+        .entry("a", EntryType::Symlink, Some("/etc"), b"", 0o777, (0, 0))
+        .file("a/.wh.passwd", "");
+    assert_refused(
+        "whiteout through symlink",
+        &layer.finish(),
+        defaults(),
+        "\"a/.wh.passwd\": path goes through the symlink \"a\"",
+    );
+
+    layer
+        .entry("a", EntryType::Symlink, Some("/etc"), b"", 0o777, (0, 0))
+        .file("a/.wh..wh..opq", "");
+    assert_refused(
+        "opaque through symlink",
+        &layer.finish(),
+        defaults(),
+        "goes through the symlink \"a\"",
+    );
+
+    // An xattr on a symlink entry must land on the link, never on what it points at.
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    fs::write(&victim, "untouched").unwrap();
+    layer
+        .xattrs(&[("SCHILY.xattr.user.polis-evil", b"1")])
+        .entry(
+            "s",
+            EntryType::Symlink,
+            Some(victim.to_str().unwrap()),
+            b"",
+            0o777,
+            (0, 0),
+        );
+    assert_refused(
+        "xattr through symlink",
+        &layer.finish(),
+        defaults(),
+        "\"s\": set xattr user.polis-evil",
+    );
+    assert!(xattr::get(&victim, "user.polis-evil").unwrap().is_none());
+
+    // A file whose name is a symlink the layer made replaces the link, not its target.
+    layer
+        .entry(
+            "s",
+            EntryType::Symlink,
+            Some(victim.to_str().unwrap()),
+            b"",
+            0o777,
+            (0, 0),
+        )
+        .file("s", "replaced");
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("layer");
+    polis_storage::unpack(layer.finish().as_slice(), &target, &defaults()).unwrap();
+    assert_eq!(fs::read_to_string(target.join("s")).unwrap(), "replaced");
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
+}
+
+/// Unmounts a small tmpfs on drop.
+struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = unmount(&self.0);
+    }
+}
+
+#[test]
+fn layers_bigger_than_the_free_space_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let small = tmp.path().join("small");
+    fs::create_dir(&small).unwrap();
+    run(Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+        .arg(&small));
+    let _guard = Tmpfs(small.clone());
+    let root = small.join("storage");
+    let snapshotter = Snapshotter::new(&root).unwrap();
+
+    // 32 MiB of zeros gzip to a few tens of KiB but cannot unpack into 8 MiB.
+    let mut layer = Layer::new();
+    layer.entry(
+        "big",
+        EntryType::Regular,
+        None,
+        &vec![0x5a; 32 << 20],
+        0o644,
+        (0, 0),
+    );
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&layer.finish()).unwrap();
+    let err = snapshotter
+        .commit_layer(None, gz.finish().unwrap().as_slice())
+        .unwrap_err();
+    assert!(matches!(err, polis_storage::Error::TooLarge(_)), "{err:?}");
+    let err = err.to_string();
+    assert!(err.contains("bytes free on"), "{err}");
+    for dir in ["snapshots", "index", "staging"] {
+        assert!(
+            ls(&root.join(dir)).is_empty(),
+            "{dir}: {:?}",
+            ls(&root.join(dir))
+        );
+    }
+
+    // A layer that fits still goes in.
+    let chain = snapshotter
+        .commit_layer(None, base_layer().as_slice())
+        .unwrap()
+        .0;
+    assert!(snapshotter.has(&chain));
+}

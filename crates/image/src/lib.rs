@@ -12,6 +12,7 @@ mod content;
 mod digest;
 mod error;
 mod import;
+pub mod lease;
 mod pull;
 mod push;
 pub mod reference;
@@ -28,6 +29,6 @@ pub use push::Pushed;
 pub use reference::Reference;
 pub use registry::Credentials;
 pub use store::{
-    short_id, GcReport, HistoryItem, ImageId, ImageInspect, ImageRecord, ImageStore, ImageSummary,
-    InspectRootFs, LayerInfo, LayerRecord, Removed,
+    chain_ids, short_id, GcReport, HistoryItem, ImageId, ImageInspect, ImageRecord, ImageStore,
+    ImageSummary, ImageUser, InspectRootFs, LayerInfo, LayerRecord, Removal, Removed,
 };

@@ -211,12 +211,10 @@ impl ImageStore {
             shown: reference.familiar(),
         };
         let mut created = HashSet::new();
-        let result = {
-            let _guard = self.ingest_guard();
-            self.pull_inner(&remote, platform, progress, &mut created)
-        };
+        let lease = self.lease();
+        let result = self.pull_inner(&remote, platform, progress, &mut created, &lease);
         // On success every blob is referenced and stays; on failure all of them go.
-        let cleanup = self.discard_unreferenced(&created);
+        let cleanup = lease.release();
         let pulled = result?;
         cleanup?;
         Ok(pulled)
@@ -228,6 +226,7 @@ impl ImageStore {
         platform: &Platform,
         progress: &mut dyn FnMut(PullProgress),
         created: &mut HashSet<Digest>,
+        lease: &crate::lease::Lease<'_>,
     ) -> Result<Pulled> {
         let (top, repo_digest) = remote.manifest(None, ANY_TYPES)?;
         let (manifest_bytes, manifest_digest, manifest) = match parse_manifest(&top, &remote.shown)?
@@ -294,6 +293,9 @@ impl ImageStore {
             refs.push(remote.reference.with_tag(tag)?);
         }
         let previous = self.resolve(&refs[refs.len() - 1].to_string()).ok();
+        // Pinned before anything looks for them: collection skips them until the end.
+        lease.pin_all([&config.digest, &manifest_digest]);
+        lease.pin_all(layers.iter().map(|l| &l.digest));
         // This very manifest already indexed: nothing to download or check again.
         if let Ok(existing) = self.record(&config.digest) {
             if existing.manifest_digest == manifest_digest {

@@ -219,6 +219,7 @@ pub fn create(
     };
     let result = (|| {
         let snapshots = Snapshotter::new(layout.snapshots()).map_err(Error::Storage)?;
+        let collection = crate::snapshot_gc::create_guard();
         let mut parent: Option<String> = None;
         for layer in &layers {
             let blob =
@@ -234,6 +235,8 @@ pub fn create(
         for m in snapshots.prepare(&id, &top).map_err(Error::Storage)? {
             m.mount_at(&rootfs).map_err(Error::Storage)?;
         }
+        // The container now sits on its snapshots: a collection leaves them.
+        drop(collection);
         let mut oci = runtime_spec(&id)?;
         let overrides = ProcessOverrides {
             cmd: spec.cmd.clone(),

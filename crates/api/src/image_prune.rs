@@ -87,7 +87,12 @@ pub async fn prune(
             {
                 vec![image.id.to_string()]
             } else {
-                image.repo_tags.iter().chain(&image.repo_digests).cloned().collect()
+                image
+                    .repo_tags
+                    .iter()
+                    .chain(&image.repo_digests)
+                    .cloned()
+                    .collect()
             };
             for name in names {
                 // Gone with an earlier reference, or taken by a new container: skipped.

@@ -162,11 +162,7 @@ impl ImageStore {
         result
     }
 
-    fn load_inner(
-        &self,
-        reader: &mut dyn Read,
-        lease: &Lease<'_>,
-    ) -> Result<Vec<LoadedImage>> {
+    fn load_inner(&self, reader: &mut dyn Read, lease: &Lease<'_>) -> Result<Vec<LoadedImage>> {
         let members = self.read_members(reader, lease)?;
         let pending = if members.blob("manifest.json").is_ok() {
             self.docker_archive_images(&members)?
@@ -188,11 +184,7 @@ impl ImageStore {
         Ok(loaded)
     }
 
-    fn read_members(
-        &self,
-        reader: &mut dyn Read,
-        lease: &Lease<'_>,
-    ) -> Result<Members> {
+    fn read_members(&self, reader: &mut dyn Read, lease: &Lease<'_>) -> Result<Members> {
         let stream = decompressed(BufReader::new(reader), "archive")?;
         let mut archive = tar::Archive::new(stream);
         let mut members = Members::default();

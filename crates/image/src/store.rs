@@ -583,7 +583,8 @@ impl ImageStore {
         }
         tx.commit().map_err(|e| Error::index("commit", e))?;
         let others = self.all_records()?;
-        let chains_left: HashSet<Digest> = others.iter().flat_map(|r| chain_ids(&r.layers)).collect();
+        let chains_left: HashSet<Digest> =
+            others.iter().flat_map(|r| chain_ids(&r.layers)).collect();
         let mut out = Removal::default();
         out.items.push(Removed::Deleted(id.to_string()));
         for chain in chain_ids(&rec.layers).into_iter().rev() {

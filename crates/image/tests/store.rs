@@ -758,7 +758,12 @@ fn one_file_tar(name: &str, data: &[u8]) -> Vec<u8> {
 fn pinned_blobs_outlive_collection_until_their_lease_ends() {
     let (_t, s) = store();
     let id = s
-        .import(&mut Cursor::new(one_file_tar("a", b"A")), Some("bb"), &[], None)
+        .import(
+            &mut Cursor::new(one_file_tar("a", b"A")),
+            Some("bb"),
+            &[],
+            None,
+        )
         .unwrap();
     let layer = s.layers("bb").unwrap().remove(0).digest;
     // An ingest in flight: a blob of its own, and the layer it found already there.
@@ -787,7 +792,12 @@ fn pinned_blobs_outlive_collection_until_their_lease_ends() {
 fn rmi_reports_the_chain_ids_only_the_image_had() {
     let (_t, s) = store();
     let base = s
-        .import(&mut Cursor::new(one_file_tar("a", b"A")), Some("base"), &[], None)
+        .import(
+            &mut Cursor::new(one_file_tar("a", b"A")),
+            Some("base"),
+            &[],
+            None,
+        )
         .unwrap();
     let top = one_file_tar("b", b"B");
     let mut write = |w: &mut dyn std::io::Write| w.write_all(&top);

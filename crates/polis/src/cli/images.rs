@@ -434,7 +434,10 @@ pub async fn prune(c: &Client, a: PruneArgs) -> Result<()> {
     let path = format!("/images/prune?{}", query(&[("filters", &f)]));
     let report = c.post_json(&path, &Value::Null).await?;
     let mut out = String::new();
-    let deleted = report["ImagesDeleted"].as_array().cloned().unwrap_or_default();
+    let deleted = report["ImagesDeleted"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     if !deleted.is_empty() {
         out.push_str("Deleted Images:\n");
         for item in &deleted {

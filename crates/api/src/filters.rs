@@ -141,6 +141,91 @@ fn go_duration(value: &str) -> Option<i64> {
     Some(if neg { -secs } else { secs })
 }
 
+/// Go's `path.Match`, as Docker's `reference` filter uses it: `*` matches any run of
+/// characters but `/`, `?` one such character, `[…]` a class (`^` negates, `a-z` ranges)
+/// and `\` escapes. A malformed pattern is an error.
+pub fn path_match(pattern: &str, name: &str) -> Result<bool, String> {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    // Checked whole first, so a bad pattern fails whatever the name.
+    let mut i = 0;
+    while i < p.len() {
+        i = match p[i] {
+            '[' => class(&p, i + 1, None)?.1,
+            '\\' if i + 1 < p.len() => i + 2,
+            '\\' => return Err(bad(pattern)),
+            _ => i + 1,
+        };
+    }
+    Ok(glob(&p, &n))
+}
+
+fn bad(pattern: &str) -> String {
+    format!("syntax error in pattern {pattern:?}")
+}
+
+fn glob(p: &[char], n: &[char]) -> bool {
+    let Some(&first) = p.first() else {
+        return n.is_empty();
+    };
+    match first {
+        '*' => {
+            let run = n.iter().take_while(|c| **c != '/').count();
+            (0..=run).any(|k| glob(&p[1..], &n[k..]))
+        }
+        '?' => n.first().is_some_and(|c| *c != '/') && glob(&p[1..], &n[1..]),
+        '[' => match n.first() {
+            Some(c) if *c != '/' => match class(p, 1, Some(*c)) {
+                Ok((true, next)) => glob(&p[next..], &n[1..]),
+                _ => false,
+            },
+            _ => false,
+        },
+        '\\' => n.first() == p.get(1) && glob(&p[2..], &n[1..]),
+        c => n.first() == Some(&c) && glob(&p[1..], &n[1..]),
+    }
+}
+
+/// Reads the class starting after its `[` at `i`: whether `c` is in it, and the index
+/// after its `]`.
+fn class(p: &[char], mut i: usize, c: Option<char>) -> Result<(bool, usize), String> {
+    let shown = || bad(&p.iter().collect::<String>());
+    let negated = p.get(i) == Some(&'^');
+    if negated {
+        i += 1;
+    }
+    let mut matched = false;
+    let mut first = true;
+    loop {
+        let ch = *p.get(i).ok_or_else(shown)?;
+        if ch == ']' && !first {
+            return Ok((matched != negated, i + 1));
+        }
+        first = false;
+        let one = |i: &mut usize| -> Result<char, String> {
+            let mut ch = *p.get(*i).ok_or_else(shown)?;
+            if ch == '\\' {
+                *i += 1;
+                ch = *p.get(*i).ok_or_else(shown)?;
+            } else if ch == '-' || ch == ']' {
+                return Err(shown());
+            }
+            *i += 1;
+            Ok(ch)
+        };
+        let lo = one(&mut i)?;
+        let hi = if p.get(i) == Some(&'-') {
+            i += 1;
+            one(&mut i)?
+        } else {
+            lo
+        };
+        if c.is_some_and(|c| lo <= c && c <= hi) {
+            matched = true;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,5 +258,21 @@ mod tests {
         assert_eq!(timestamp("1970-01-02", 0), Ok(86_400));
         assert_eq!(timestamp("1970-01-01T00:01:00Z", 0), Ok(60));
         assert!(timestamp("soon", 0).is_err());
+    }
+
+    #[test]
+    fn globs_as_go_path_match() {
+        let m = |p: &str, n: &str| path_match(p, n).unwrap();
+        assert!(m("busybox*", "busybox:local"));
+        assert!(m("*:1.0", "busybox:1.0"));
+        assert!(!m("*:1.0", "127.0.0.1:5000/bb:1.0"), "* stops at /");
+        assert!(m("*/bb:1.?", "127.0.0.1:5000/bb:1.0"));
+        assert!(m("b[a-z]sybox", "busybox"));
+        assert!(!m("b[^a-z]sybox", "busybox"));
+        assert!(m("a\\*", "a*"));
+        assert!(!m("a\\*", "ab"));
+        assert!(path_match("[a-", "a").is_err());
+        assert!(path_match("x[]", "x").is_err());
+        assert!(path_match("ab\\", "ab").is_err());
     }
 }

@@ -16,6 +16,7 @@ use polis_image::Error as ImageError;
 use serde_json::json;
 use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
 
+use crate::filters::{path_match, Filters};
 use crate::versioning::error;
 use crate::AppState;
 
@@ -130,9 +131,90 @@ pub async fn create(
     }
 }
 
-pub async fn list(State(state): State<Arc<AppState>>) -> Response {
+/// `GET /images/json?filters=`: Docker's `dangling`, `label`, `before`, `since` and
+/// `reference` filters. (Every image is a top-level one here, so `all` shows no more.)
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let filters = match Filters::parse(q.get("filters").map(String::as_str)) {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    if let Err(e) = filters.validate(&["dangling", "label", "before", "since", "reference"]) {
+        return error(StatusCode::BAD_REQUEST, e);
+    }
+    let dangling = match dangling_filter(&filters, &["true"], &["false"]) {
+        Ok(d) => d,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
     let store = state.images.clone();
-    match blocking(move || store.list()).await {
+    let result = blocking(move || {
+        // The creation time of the image a before/since value names.
+        let created_of = |key: &str| -> Result<Option<i64>, ImageError> {
+            match filters.values(key).last() {
+                None => Ok(None),
+                Some(name) => {
+                    let id = store.resolve(name)?;
+                    let rec = store.record(&id)?;
+                    Ok(Some(
+                        rec.created
+                            .as_deref()
+                            .and_then(polis_image::config::parse_rfc3339)
+                            .unwrap_or(0),
+                    ))
+                }
+            }
+        };
+        let before = created_of("before")?;
+        let since = created_of("since")?;
+        let patterns = filters.values("reference");
+        let mut out = Vec::new();
+        for mut i in store.list()? {
+            if before.is_some_and(|b| i.created >= b) || since.is_some_and(|s| i.created <= s) {
+                continue;
+            }
+            if filters.contains("label") && !filters.match_labels("label", &i.labels) {
+                continue;
+            }
+            if !patterns.is_empty() {
+                let keep = |r: &String| -> Result<bool, ImageError> {
+                    for p in &patterns {
+                        if reference_matches(p, r).map_err(ImageError::InvalidReference)? {
+                            return Ok(true);
+                        }
+                    }
+                    Ok(false)
+                };
+                let mut tags = Vec::new();
+                for t in i.repo_tags.drain(..) {
+                    if keep(&t)? {
+                        tags.push(t);
+                    }
+                }
+                let mut digests = Vec::new();
+                for d in i.repo_digests.drain(..) {
+                    if keep(&d)? {
+                        digests.push(d);
+                    }
+                }
+                if tags.is_empty() && digests.is_empty() {
+                    continue;
+                }
+                (i.repo_tags, i.repo_digests) = (tags, digests);
+            }
+            let is_dangling = i.repo_tags.is_empty() && i.repo_digests.is_empty();
+            match dangling {
+                Some(false) if is_dangling => continue,
+                Some(true) if !i.repo_tags.is_empty() => continue,
+                _ => {}
+            }
+            out.push(i);
+        }
+        Ok(out)
+    })
+    .await;
+    match result {
         Ok(images) => {
             let out: Vec<_> = images
                 .into_iter()
@@ -155,6 +237,47 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Response {
         }
         Err(r) => r,
     }
+}
+
+/// The `dangling` filter: Some(true) for one of `yes`, Some(false) for one of `no`, None
+/// when absent; anything else is refused as Docker refuses it.
+pub(crate) fn dangling_filter(
+    filters: &Filters,
+    yes: &[&str],
+    no: &[&str],
+) -> Result<Option<bool>, String> {
+    if !filters.contains("dangling") {
+        return Ok(None);
+    }
+    if yes.iter().any(|v| filters.exact_match("dangling", v)) {
+        return Ok(Some(true));
+    }
+    if no.iter().any(|v| filters.exact_match("dangling", v)) {
+        return Ok(Some(false));
+    }
+    Err(format!(
+        "Invalid filter 'dangling=[{}]'",
+        filters.values("dangling").join(" ")
+    ))
+}
+
+/// Docker's `FamiliarMatch`: the glob `pattern` against `repo:tag` (or `repo@digest`),
+/// then against the repository alone.
+fn reference_matches(pattern: &str, reference: &str) -> Result<bool, String> {
+    if path_match(pattern, reference)? {
+        return Ok(true);
+    }
+    let repo = match reference.split_once('@') {
+        Some((repo, _)) => repo,
+        None => {
+            let name_start = reference.rfind('/').map_or(0, |i| i + 1);
+            match reference[name_start..].rfind(':') {
+                Some(i) => &reference[..name_start + i],
+                None => reference,
+            }
+        }
+    };
+    path_match(pattern, repo)
 }
 
 /// `GET /images/get?names=…`: a docker-archive, streamed as it is written.
@@ -282,19 +405,83 @@ pub async fn remove(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let force = truthy(&q, "force");
-    let store = state.images.clone();
-    // No container uses an image yet: containers come with the engine's lifecycle.
-    match blocking(move || store.remove(&name, force, &|_| false)).await {
-        Ok(removed) => {
-            let out: Vec<_> = removed
-                .into_iter()
-                .map(|r| match r {
-                    polis_image::Removed::Untagged(t) => json!({ "Untagged": t }),
-                    polis_image::Removed::Deleted(d) => json!({ "Deleted": d }),
-                })
-                .collect();
-            Json(out).into_response()
+    let st = state.clone();
+    let removal = match tokio::task::spawn_blocking(move || {
+        let users = image_users(&st).map_err(crate::containers::engine_error)?;
+        st.images
+            .remove_reclaiming(&name, force, &|id| users.get(id.as_str()).cloned())
+            .map_err(image_error)
+    })
+    .await
+    {
+        Ok(Ok(r)) => r,
+        Ok(Err(r)) => return r,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    if removal
+        .items
+        .iter()
+        .any(|r| matches!(r, polis_image::Removed::Deleted(_)))
+    {
+        collect_snapshots(&state).await;
+    }
+    Json(removed_json(removal.items)).into_response()
+}
+
+/// Docker's `[{"Untagged": …}, {"Deleted": …}]`.
+pub(crate) fn removed_json(items: Vec<polis_image::Removed>) -> Vec<serde_json::Value> {
+    items
+        .into_iter()
+        .map(|r| match r {
+            polis_image::Removed::Untagged(t) => json!({ "Untagged": t }),
+            polis_image::Removed::Deleted(d) => json!({ "Deleted": d }),
+        })
+        .collect()
+}
+
+/// The container that uses each image (by image ID): a running one if there is one,
+/// as removal conflicts name it.
+pub(crate) fn image_users(
+    state: &AppState,
+) -> Result<HashMap<String, polis_image::ImageUser>, polis_engine::Error> {
+    let mut users: HashMap<String, polis_image::ImageUser> = HashMap::new();
+    for c in state.metadata.containers()? {
+        if users.get(&c.image_id).is_some_and(|u| u.running) {
+            continue;
         }
-        Err(r) => r,
+        let live = polis_engine::containers::state(&state.layout, &c.id);
+        let running = matches!(live.status.as_str(), "running" | "paused")
+            || state.restarts.restarting(&c.id).is_some();
+        users.insert(
+            c.image_id.clone(),
+            polis_image::ImageUser { id: c.id, running },
+        );
+    }
+    Ok(users)
+}
+
+/// Removes the snapshots no image needs any more; returns the bytes they took. Failures
+/// are logged: the images are gone either way, and the next collection tries again.
+pub(crate) async fn collect_snapshots(state: &Arc<AppState>) -> u64 {
+    let st = state.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        polis_engine::snapshot_gc::remove_unused(&st.layout, &st.images)
+    })
+    .await;
+    match result {
+        Ok(Ok(report)) => {
+            for e in &report.errors {
+                tracing::warn!(error = %e, "snapshot removal failed");
+            }
+            report.bytes
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "snapshot collection failed");
+            0
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "snapshot collection failed");
+            0
+        }
     }
 }

@@ -13,6 +13,7 @@ mod containers;
 mod detach;
 mod exec;
 mod filters;
+mod image_prune;
 mod images;
 mod logs;
 mod prune;
@@ -82,6 +83,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/images/json", get(images::list))
         .route("/images/get", get(images::save))
         .route("/images/load", post(images::load))
+        .route("/images/prune", post(image_prune::prune))
         .route("/containers/create", post(containers::create))
         .route("/containers/json", get(ps::list))
         .route("/containers/prune", post(prune::prune))

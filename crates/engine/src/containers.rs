@@ -230,6 +230,7 @@ pub fn create(
     };
     let result = (|| {
         let snapshots = layout.snapshotter()?;
+        let collection = crate::snapshot_gc::create_guard();
         // Pulled images have their snapshots already; loaded or imported ones get them now.
         let (top, _) = crate::layers::unpack(&snapshots, &layers, None)?;
         let rootfs = layout.bundle(&id).join("rootfs");
@@ -237,6 +238,8 @@ pub fn create(
         for m in snapshots.prepare(&id, &top).map_err(Error::Storage)? {
             m.mount_at(&rootfs).map_err(Error::Storage)?;
         }
+        // The container now sits on its snapshots: a collection leaves them.
+        drop(collection);
         let mut oci = runtime_spec(&id)?;
         let overrides = ProcessOverrides {
             cmd: spec.cmd.clone(),

@@ -23,6 +23,7 @@ pub mod resources;
 pub mod restart;
 pub mod seccomp_profile;
 pub mod security;
+pub mod snapshot_gc;
 pub mod stats;
 pub mod top;
 pub mod update;

@@ -18,6 +18,7 @@ use crate::import::{
     check_tar_stream, decompressed, detect_compression, has_parent_component, Compression,
     MEDIA_LAYER_GZIP, MEDIA_LAYER_TAR, MEDIA_LAYER_ZSTD, MEDIA_MANIFEST,
 };
+use crate::lease::Lease;
 use crate::reference::Reference;
 use crate::store::{ImageId, ImageStore, LayerRecord};
 
@@ -153,21 +154,16 @@ impl ImageStore {
     /// `docker load`: reads a docker-archive or OCI-layout tar (plain or gzip) and indexes
     /// its images. A malformed archive is refused as a whole and leaves the store as it was.
     pub fn load(&self, reader: &mut dyn Read) -> Result<Vec<LoadedImage>> {
-        let mut created = HashSet::new();
-        let result = self.load_inner(reader, &mut created);
+        let lease = self.lease();
+        let result = self.load_inner(reader, &lease);
         // Members that are no image's blob (manifest.json, repositories, …) and everything
         // of a failed load go.
-        self.discard_unreferenced(&created)?;
+        lease.release()?;
         result
     }
 
-    fn load_inner(
-        &self,
-        reader: &mut dyn Read,
-        created: &mut HashSet<Digest>,
-    ) -> Result<Vec<LoadedImage>> {
-        let _guard = self.ingest_guard();
-        let members = self.read_members(reader, created)?;
+    fn load_inner(&self, reader: &mut dyn Read, lease: &Lease<'_>) -> Result<Vec<LoadedImage>> {
+        let members = self.read_members(reader, lease)?;
         let pending = if members.blob("manifest.json").is_ok() {
             self.docker_archive_images(&members)?
         } else if members.blob("index.json").is_ok() {
@@ -179,7 +175,7 @@ impl ImageStore {
         };
         let mut loaded = Vec::new();
         for p in pending {
-            let id = self.store_image(&p.config_bytes, p.layers, p.created_at, &p.refs, created)?;
+            let id = self.store_image(&p.config_bytes, p.layers, p.created_at, &p.refs, lease)?;
             loaded.push(LoadedImage {
                 id,
                 references: p.refs,
@@ -188,11 +184,7 @@ impl ImageStore {
         Ok(loaded)
     }
 
-    fn read_members(
-        &self,
-        reader: &mut dyn Read,
-        created: &mut HashSet<Digest>,
-    ) -> Result<Members> {
+    fn read_members(&self, reader: &mut dyn Read, lease: &Lease<'_>) -> Result<Members> {
         let stream = decompressed(BufReader::new(reader), "archive")?;
         let mut archive = tar::Archive::new(stream);
         let mut members = Members::default();
@@ -218,10 +210,7 @@ impl ImageStore {
                             "member {name:?} is truncated: {copied} of {announced} bytes"
                         )));
                     }
-                    let blob = w.commit(None)?;
-                    if blob.created {
-                        created.insert(blob.digest.clone());
-                    }
+                    let blob = lease.commit(w, None)?;
                     check_named_digest(&name, &blob.digest)?;
                     members.files.insert(name, blob.digest);
                 }
@@ -446,6 +435,11 @@ impl ImageStore {
                 Some((_, tags)) => tags.extend(tag),
                 None => images.push((id, tag.into_iter().collect())),
             }
+        }
+        // Read to the end even if the images are removed meanwhile.
+        let lease = self.lease();
+        for (id, _) in &images {
+            lease.pin_all(self.record(id)?.blobs());
         }
         let mut builder = tar::Builder::new(writer);
         let tar_err = |e: io::Error| Error::io("write", "image archive", e);

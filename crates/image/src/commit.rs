@@ -1,13 +1,12 @@
 //! `commit`: a new image made of a parent image's layers and one more layer (a
 //! container's changes), with a config derived from the parent's.
 
-use std::collections::HashSet;
 use std::io::Write;
 
 use crate::config::{rfc3339_now, ContainerConfig, HistoryEntry};
-use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::import::MEDIA_LAYER_TAR;
+use crate::lease::Lease;
 use crate::reference::Reference;
 use crate::store::{ImageId, ImageStore, LayerRecord};
 
@@ -50,9 +49,9 @@ impl ImageStore {
             }
             None => Vec::new(),
         };
-        let mut created = HashSet::new();
-        let result = self.commit_inner(parent, write_layer, options, &refs, &mut created);
-        self.discard_unreferenced(&created)?;
+        let lease = self.lease();
+        let result = self.commit_inner(parent, write_layer, options, &refs, &lease);
+        lease.release()?;
         result
     }
 
@@ -62,17 +61,15 @@ impl ImageStore {
         write_layer: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
         options: CommitOptions,
         refs: &[Reference],
-        created: &mut HashSet<Digest>,
+        lease: &Lease<'_>,
     ) -> Result<ImageId> {
-        let _guard = self.ingest_guard();
         let parent_rec = self.record(parent)?;
+        // The parent's layers are the new image's too: kept even if the parent goes.
+        lease.pin_all(parent_rec.layers.iter().map(|l| &l.digest));
         let mut config = self.read_config(parent)?;
         let mut blob = self.content.writer()?;
         write_layer(&mut blob).map_err(|e| Error::io("write layer of", parent.as_str(), e))?;
-        let layer = blob.commit(None)?;
-        if layer.created {
-            created.insert(layer.digest.clone());
-        }
+        let layer = lease.commit(blob, None)?;
         let empty = layer.digest.as_str() == EMPTY_LAYER_DIGEST;
         let now = rfc3339_now();
         let mut layers = parent_rec.layers.clone();
@@ -98,7 +95,7 @@ impl ImageStore {
         });
         let config_bytes =
             serde_json::to_vec(&config).map_err(|e| Error::metadata("image config", e))?;
-        self.store_image(&config_bytes, layers, Some(now), refs, created)
+        self.store_image(&config_bytes, layers, Some(now), refs, lease)
     }
 }
 

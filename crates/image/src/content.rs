@@ -104,9 +104,19 @@ impl ContentStore {
     /// Streams `reader` into the store. With `expected`, a different digest is refused and
     /// nothing is stored.
     pub fn ingest(&self, reader: &mut dyn Read, expected: Option<&Digest>) -> Result<Ingested> {
+        self.ingest_pinned(reader, expected, &|_| {})
+    }
+
+    /// [`ContentStore::ingest`], with `pin` as in [`BlobWriter::commit_pinned`].
+    pub fn ingest_pinned(
+        &self,
+        reader: &mut dyn Read,
+        expected: Option<&Digest>,
+        pin: &dyn Fn(&Digest),
+    ) -> Result<Ingested> {
         let mut w = self.writer()?;
         io::copy(reader, &mut w).map_err(|e| Error::io("write", w.temp_path.clone(), e))?;
-        w.commit(expected)
+        w.commit_pinned(expected, pin)
     }
 
     /// Stores a small in-memory blob.
@@ -179,7 +189,17 @@ impl BlobWriter<'_> {
     }
 
     /// Verifies the digest, fsyncs and moves the blob into place.
-    pub fn commit(mut self, expected: Option<&Digest>) -> Result<Ingested> {
+    pub fn commit(self, expected: Option<&Digest>) -> Result<Ingested> {
+        self.commit_pinned(expected, &|_| {})
+    }
+
+    /// [`BlobWriter::commit`], calling `pin` with the digest once it is known and before
+    /// the blob can be seen in the store, so a collector never sees it unpinned.
+    pub fn commit_pinned(
+        mut self,
+        expected: Option<&Digest>,
+        pin: &dyn Fn(&Digest),
+    ) -> Result<Ingested> {
         let Some(inner) = self.inner.take() else {
             return Err(Error::io(
                 "commit",
@@ -200,6 +220,7 @@ impl BlobWriter<'_> {
                 });
             }
         }
+        pin(&digest);
         let target = self.store.path(&digest);
         if target.is_file() {
             // Same content already stored: keep the existing file.

@@ -1,7 +1,7 @@
 //! `import`: a root filesystem tar (plain or gzip) becomes a one-layer image, and the
 //! Dockerfile-style `--change` instructions that may come with it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 
 use oci_spec::image::{DescriptorBuilder, ImageManifestBuilder, MediaType};
@@ -9,6 +9,7 @@ use oci_spec::image::{DescriptorBuilder, ImageManifestBuilder, MediaType};
 use crate::config::{rfc3339_now, ContainerConfig, HistoryEntry, ImageConfig, RootFs};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::lease::Lease;
 use crate::reference::Reference;
 use crate::store::{ImageId, ImageRecord, ImageStore, LayerRecord};
 
@@ -124,10 +125,10 @@ impl ImageStore {
         };
         let mut container_config = ContainerConfig::default();
         apply_changes(&mut container_config, changes)?;
-        let mut created = HashSet::new();
-        let result = self.import_inner(reader, &refs, container_config, message, &mut created);
+        let lease = self.lease();
+        let result = self.import_inner(reader, &refs, container_config, message, &lease);
         // Blobs of a failed import go; those of a successful one are referenced and stay.
-        self.discard_unreferenced(&created)?;
+        lease.release()?;
         result
     }
 
@@ -137,9 +138,8 @@ impl ImageStore {
         refs: &[Reference],
         container_config: ContainerConfig,
         message: Option<&str>,
-        created: &mut HashSet<Digest>,
+        lease: &Lease<'_>,
     ) -> Result<ImageId> {
-        let _guard = self.ingest_guard();
         let mut blob = self.content.writer()?;
         {
             let mut tar_stream = decompressed(BufReader::new(reader), "import stream")?;
@@ -149,10 +149,7 @@ impl ImageStore {
             };
             check_tar_stream(&mut tee, "import stream")?;
         }
-        let layer = blob.commit(None)?;
-        if layer.created {
-            created.insert(layer.digest.clone());
-        }
+        let layer = lease.commit(blob, None)?;
         let now = rfc3339_now();
         let config = ImageConfig {
             created: Some(now.clone()),
@@ -182,7 +179,7 @@ impl ImageStore {
         };
         let config_bytes =
             serde_json::to_vec(&config).map_err(|e| Error::metadata("image config", e))?;
-        self.store_image(&config_bytes, vec![layer_rec], Some(now), refs, created)
+        self.store_image(&config_bytes, vec![layer_rec], Some(now), refs, lease)
     }
 
     /// Stores config and a fresh OCI manifest for layers already in the content store, then
@@ -193,17 +190,11 @@ impl ImageStore {
         layers: Vec<LayerRecord>,
         created_at: Option<String>,
         refs: &[Reference],
-        created: &mut HashSet<Digest>,
+        lease: &Lease<'_>,
     ) -> Result<ImageId> {
-        let cfg = self.content.ingest_bytes(config_bytes)?;
-        if cfg.created {
-            created.insert(cfg.digest.clone());
-        }
+        let cfg = lease.ingest_bytes(config_bytes)?;
         let manifest = build_manifest(&cfg.digest, cfg.size, &layers)?;
-        let m = self.content.ingest_bytes(&manifest)?;
-        if m.created {
-            created.insert(m.digest.clone());
-        }
+        let m = lease.ingest_bytes(&manifest)?;
         let rec = ImageRecord {
             id: cfg.digest.clone(),
             manifest_digest: m.digest,

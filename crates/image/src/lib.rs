@@ -13,6 +13,7 @@ mod digest;
 mod error;
 mod fetch;
 mod import;
+pub mod lease;
 mod pull;
 mod push;
 pub mod reference;
@@ -30,7 +31,7 @@ pub use push::Pushed;
 pub use reference::Reference;
 pub use registry::Credentials;
 pub use store::{
-    short_id, GcReport, HistoryItem, ImageId, ImageInspect, ImageRecord, ImageStore, ImageSummary,
-    InspectRootFs, LayerInfo, LayerRecord, Removed,
+    chain_ids, short_id, GcReport, HistoryItem, ImageId, ImageInspect, ImageRecord, ImageStore,
+    ImageSummary, ImageUser, InspectRootFs, LayerInfo, LayerRecord, Removal, Removed,
 };
 pub use unpacker::{LayerUnpacker, UndoUnpack};

@@ -237,6 +237,7 @@ impl ImageStore {
     ) -> Result<Pulled> {
         let endpoints = rt.block_on(registry::pull_endpoints(reference.domain()))?;
         let mut created = HashSet::new();
+        let lease = self.lease();
         let mut result = Err(Error::Registry(format!(
             "{reference}: no registry to pull from"
         )));
@@ -252,8 +253,7 @@ impl ImageStore {
                     reference,
                     shown: reference.familiar(),
                 };
-                let _guard = self.ingest_guard();
-                self.pull_inner(&remote, platform, unpacker, progress, &mut created)
+                self.pull_inner(&remote, platform, unpacker, progress, &mut created, &lease)
             });
             match &result {
                 Err(e) if endpoint.mirror => {
@@ -263,7 +263,7 @@ impl ImageStore {
             }
         }
         // On success every blob is referenced and stays; on failure all of them go.
-        let cleanup = self.discard_unreferenced(&created);
+        let cleanup = lease.release();
         let pulled = result?;
         cleanup?;
         Ok(pulled)
@@ -276,6 +276,7 @@ impl ImageStore {
         unpacker: &dyn LayerUnpacker,
         progress: &mut dyn FnMut(PullProgress),
         created: &mut HashSet<Digest>,
+        lease: &crate::lease::Lease<'_>,
     ) -> Result<Pulled> {
         let (top, repo_digest) = remote.manifest(None, ANY_TYPES)?;
         let (manifest_bytes, manifest_digest, manifest) = match parse_manifest(&top, &remote.shown)?
@@ -342,6 +343,9 @@ impl ImageStore {
             refs.push(remote.reference.with_tag(tag)?);
         }
         let previous = self.resolve(&refs[refs.len() - 1].to_string()).ok();
+        // Pinned before anything looks for them: collection skips them until the end.
+        lease.pin_all([&config.digest, &manifest_digest]);
+        lease.pin_all(layers.iter().map(|l| &l.digest));
         // This very manifest already indexed: nothing to download or check again.
         if let Ok(existing) = self.record(&config.digest) {
             if existing.manifest_digest == manifest_digest {

@@ -99,7 +99,10 @@ impl ImageStore {
             return Err(not_local());
         }
         // Blobs must not be collected while they are read.
-        let _guard = self.ingest_guard();
+        let lease = self.lease();
+        for (_, id) in &tags {
+            lease.pin_all(self.record(id)?.blobs());
+        }
         let client = rt.block_on(registry::push_client(reference.domain()))?;
         let target = Target {
             rt,

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -13,6 +13,7 @@ use crate::config::{parse_rfc3339, ImageConfig};
 use crate::content::ContentStore;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::lease::{Lease, Pins};
 use crate::reference::Reference;
 
 /// An image ID: the digest of its config blob.
@@ -50,7 +51,7 @@ pub struct ImageRecord {
 }
 
 impl ImageRecord {
-    fn blobs(&self) -> impl Iterator<Item = &Digest> {
+    pub(crate) fn blobs(&self) -> impl Iterator<Item = &Digest> {
         [&self.id, &self.manifest_digest]
             .into_iter()
             .chain(self.layers.iter().map(|l| &l.digest))
@@ -140,16 +141,46 @@ pub struct GcReport {
     pub bytes: u64,
 }
 
+/// A container that uses an image, as removal conflicts name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageUser {
+    pub id: String,
+    pub running: bool,
+}
+
+/// What a removal did: Docker's report lines and the bytes of blobs it deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Removal {
+    pub items: Vec<Removed>,
+    pub bytes: u64,
+}
+
+/// The OCI chain IDs of `layers` (bottom first): the first diff ID, then
+/// `sha256(parent chain + " " + diff ID)`. Snapshots are keyed by them.
+pub fn chain_ids(layers: &[LayerRecord]) -> Vec<Digest> {
+    let mut out: Vec<Digest> = Vec::with_capacity(layers.len());
+    for l in layers {
+        let chain = match out.last() {
+            None => l.diff_id.clone(),
+            Some(parent) => Digest::of(format!("{parent} {}", l.diff_id).as_bytes()),
+        };
+        out.push(chain);
+    }
+    out
+}
+
 /// The local image store.
 pub struct ImageStore {
     root: PathBuf,
     pub(crate) content: ContentStore,
     db: Database,
-    /// Ingests hold it shared; anything that deletes blobs holds it exclusively, so a blob
-    /// just written but not yet indexed is never collected.
-    blob_lock: RwLock<()>,
     /// Blobs being downloaded, so that concurrent pulls fetch each one once.
     pub(crate) downloads: crate::fetch::InFlight,
+    /// Blobs unfinished ingests hold; never collected (see [`crate::lease`]).
+    pub(crate) pins: Pins,
+    /// Held while the index is read and the blobs it no longer references are deleted, and
+    /// while a lease lets its pins go: short sections, never a whole download.
+    gc_lock: Mutex<()>,
 }
 
 impl ImageStore {
@@ -173,8 +204,9 @@ impl ImageStore {
             root: root.to_path_buf(),
             content,
             db,
-            blob_lock: RwLock::new(()),
             downloads: Default::default(),
+            pins: Pins::default(),
+            gc_lock: Mutex::new(()),
         })
     }
 
@@ -187,12 +219,25 @@ impl ImageStore {
         &self.content
     }
 
-    pub(crate) fn ingest_guard(&self) -> RwLockReadGuard<'_, ()> {
-        self.blob_lock.read().unwrap_or_else(|p| p.into_inner())
+    /// A new set of pins for an ingest; see [`crate::lease`].
+    pub fn lease(&self) -> Lease<'_> {
+        Lease::new(self)
     }
 
-    fn delete_guard(&self) -> RwLockWriteGuard<'_, ()> {
-        self.blob_lock.write().unwrap_or_else(|p| p.into_inner())
+    /// Whether an unfinished ingest holds the blob `d`.
+    pub fn is_pinned(&self, d: &Digest) -> bool {
+        self.pins.is_pinned(d)
+    }
+
+    fn gc_guard(&self) -> MutexGuard<'_, ()> {
+        self.gc_lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drops a lease's pins and collects, among those blobs, the ones no image references.
+    pub(crate) fn release_pins(&self, held: &HashSet<Digest>) -> Result<GcReport> {
+        let _guard = self.gc_guard();
+        self.pins.remove(held);
+        self.gc_locked(Some(held))
     }
 
     /// Finds the image that `name` designates: a reference (`busybox`, `a/b:tag`,
@@ -335,6 +380,9 @@ impl ImageStore {
     /// Records an image whose blobs are all in the content store, and points `refs` at it
     /// (moving them from any other image), in one transaction.
     pub(crate) fn commit_image(&self, rec: &ImageRecord, refs: &[Reference]) -> Result<()> {
+        // Pinned until indexed, whatever the caller pinned: then the index holds them.
+        let lease = self.lease();
+        lease.pin_all(rec.blobs());
         for d in rec.blobs() {
             if !self.content.has(d) {
                 return Err(Error::BlobNotFound(d.to_string()));
@@ -361,7 +409,8 @@ impl ImageStore {
                     .map_err(|e| Error::index("write", e))?;
             }
         }
-        tx.commit().map_err(|e| Error::index("commit", e))
+        tx.commit().map_err(|e| Error::index("commit", e))?;
+        lease.release().map(|_| ())
     }
 
     /// Points `new_ref` at the image `source` designates (`docker tag`).
@@ -398,54 +447,86 @@ impl ImageStore {
         Ok(r)
     }
 
-    /// `docker rmi`: untags a reference, or removes an image given by ID. An image is
-    /// deleted (with the blobs only it used) once no reference is left, never while
-    /// `in_use` says a container uses it: then removing its last reference, or removing it
-    /// by ID, needs `force` and only untags. (Docker refuses even a forced removal when the
-    /// container is running; callers that want that check it before.) By ID, an image
-    /// tagged in several repositories needs `force`.
+    /// `docker rmi`, with Docker's rules. Given a reference, that reference goes; when it
+    /// was the last tag of its repository the digest references of that repository go too
+    /// (`repo@sha256:…` of a pull), and once no reference is left the image is deleted with
+    /// the blobs only it used. Given an ID, an image whose references are all in one
+    /// repository (at most one tag) is untagged and deleted; one referenced in several
+    /// repositories needs `force`. While `using` names a container of the image, removing
+    /// its last reference or removing it by ID needs `force` and then only untags (the
+    /// image stays, dangling, for the container); a running container refuses even that
+    /// by ID.
     pub fn remove(
         &self,
         name: &str,
         force: bool,
-        in_use: &dyn Fn(&ImageId) -> bool,
+        using: &dyn Fn(&ImageId) -> Option<ImageUser>,
     ) -> Result<Vec<Removed>> {
+        Ok(self.remove_reclaiming(name, force, using)?.items)
+    }
+
+    /// [`ImageStore::remove`], also counting the bytes of the blobs deleted.
+    pub fn remove_reclaiming(
+        &self,
+        name: &str,
+        force: bool,
+        using: &dyn Fn(&ImageId) -> Option<ImageUser>,
+    ) -> Result<Removal> {
+        let _guard = self.gc_guard();
         let id = self.resolve(name)?;
-        let refs = self.references(&id)?;
+        let mut refs = self.references(&id)?;
         // Given as a reference (not as an ID): only that reference goes, unless it is the last.
         let by_ref = Reference::parse(name)
             .ok()
             .filter(|r| refs.contains(r) && !name.starts_with("sha256:"));
-        let _guard = self.delete_guard();
-        let mut out = Vec::new();
-        let untag = |r: &Reference, out: &mut Vec<Removed>| -> Result<()> {
+        let mut out = Removal::default();
+        let untag = |r: &Reference, out: &mut Removal| -> Result<()> {
             self.drop_ref(r)?;
-            out.push(Removed::Untagged(r.familiar()));
+            out.items.push(Removed::Untagged(r.familiar()));
             Ok(())
         };
+        let user = using(&id);
         if let Some(r) = by_ref {
-            if refs.len() > 1 {
-                untag(&r, &mut out)?;
-                return Ok(out);
-            }
-            if in_use(&id) {
-                if !force {
-                    return Err(Error::Conflict(format!(
-                        "unable to remove repository reference {name:?} (must force) - \
-                         a container is using its referenced image {}",
-                        short_id(&id)
-                    )));
-                }
-                untag(&r, &mut out)?;
-                return Ok(out);
+            if let (false, true, Some(u)) = (force, single_reference(&refs), &user) {
+                return Err(Error::Conflict(format!(
+                    "unable to remove repository reference {name:?} (must force) - \
+                     container {} is using its referenced image {}",
+                    short(&u.id),
+                    short_id(&id)
+                )));
             }
             untag(&r, &mut out)?;
+            refs.retain(|x| *x != r);
+            // The last tag of a repository takes that repository's digests with it.
+            let repo = r.repository();
+            let tag_left = refs
+                .iter()
+                .any(|x| x.digest().is_none() && x.repository() == repo);
+            if r.digest().is_none() && !tag_left {
+                for d in refs.iter().filter(|x| x.repository() == repo) {
+                    untag(d, &mut out)?;
+                }
+                refs.retain(|x| x.repository() != repo);
+            }
+            if !refs.is_empty() || user.is_some() {
+                return Ok(out);
+            }
         } else {
-            if in_use(&id) {
+            if let Some(u) = &user {
+                if u.running {
+                    return Err(Error::Conflict(format!(
+                        "unable to delete {} (cannot be forced) - image is being used by \
+                         running container {}",
+                        short_id(&id),
+                        short(&u.id)
+                    )));
+                }
                 if !force {
                     return Err(Error::Conflict(format!(
-                        "unable to delete {} (must be forced) - image is being used by a container",
-                        short_id(&id)
+                        "unable to delete {} (must be forced) - image is being used by \
+                         stopped container {}",
+                        short_id(&id),
+                        short(&u.id)
                     )));
                 }
                 // Forced: the references go, the image stays for the container.
@@ -454,8 +535,7 @@ impl ImageStore {
                 }
                 return Ok(out);
             }
-            let repos: BTreeSet<String> = refs.iter().map(Reference::repository).collect();
-            if repos.len() > 1 && !force {
+            if !single_reference(&refs) && !refs.is_empty() && !force {
                 return Err(Error::Conflict(format!(
                     "unable to delete {} (must be forced) - image is referenced in multiple repositories",
                     short_id(&id)
@@ -465,7 +545,9 @@ impl ImageStore {
                 untag(r, &mut out)?;
             }
         }
-        out.extend(self.delete_image_locked(&id)?);
+        let deleted = self.delete_image_locked(&id)?;
+        out.items.extend(deleted.items);
+        out.bytes += deleted.bytes;
         Ok(out)
     }
 
@@ -484,9 +566,11 @@ impl ImageStore {
         tx.commit().map_err(|e| Error::index("commit", e))
     }
 
-    /// Deletes the image record and the blobs no other image uses. The caller holds the
-    /// delete guard.
-    fn delete_image_locked(&self, id: &ImageId) -> Result<Vec<Removed>> {
+    /// Deletes the image record and the blobs no other image uses (and no ingest pins).
+    /// Reports the image ID, then the chain ID of each of its layers (top first) that no
+    /// other image has, as Docker reports the layers it releases. The caller holds the GC
+    /// lock.
+    fn delete_image_locked(&self, id: &ImageId) -> Result<Removal> {
         let rec = self.record(id)?;
         let tx = self
             .db
@@ -501,61 +585,67 @@ impl ImageStore {
                 .map_err(|e| Error::index("write", e))?;
         }
         tx.commit().map_err(|e| Error::index("commit", e))?;
-        let still_used: HashSet<Digest> = self
-            .all_records()?
-            .iter()
-            .flat_map(|r| r.blobs().cloned().collect::<Vec<_>>())
-            .collect();
-        let mut out = vec![Removed::Deleted(id.to_string())];
-        for d in rec.blobs() {
-            if !still_used.contains(d) {
-                self.content.delete(d)?;
-                if d != id {
-                    out.push(Removed::Deleted(d.to_string()));
-                }
+        let others = self.all_records()?;
+        let chains_left: HashSet<Digest> =
+            others.iter().flat_map(|r| chain_ids(&r.layers)).collect();
+        let mut out = Removal::default();
+        out.items.push(Removed::Deleted(id.to_string()));
+        for chain in chain_ids(&rec.layers).into_iter().rev() {
+            if !chains_left.contains(&chain) {
+                out.items.push(Removed::Deleted(chain.to_string()));
             }
         }
+        let mine: HashSet<Digest> = rec.blobs().cloned().collect();
+        out.bytes = self.delete_unused_locked(&others, mine.into_iter())?.bytes;
         Ok(out)
     }
 
-    /// Removes every blob no image references.
+    /// Removes every blob no image references (and no ingest pins).
     pub fn gc(&self) -> Result<GcReport> {
-        let _guard = self.delete_guard();
+        let _guard = self.gc_guard();
         self.gc_locked(None)
     }
 
-    /// Removes, among `only` (or all blobs), those no image references.
+    /// Removes, among `only` (or all blobs), those no image references and nothing pins.
+    /// The caller holds the GC lock.
     fn gc_locked(&self, only: Option<&HashSet<Digest>>) -> Result<GcReport> {
-        let used: HashSet<Digest> = self
-            .all_records()?
-            .iter()
-            .flat_map(|r| r.blobs().cloned().collect::<Vec<_>>())
-            .collect();
+        let records = self.all_records()?;
+        match only {
+            Some(set) => self.delete_unused_locked(&records, set.iter().cloned()),
+            None => self.delete_unused_locked(&records, self.content.list()?.into_iter()),
+        }
+    }
+
+    fn delete_unused_locked(
+        &self,
+        records: &[ImageRecord],
+        candidates: impl Iterator<Item = Digest>,
+    ) -> Result<GcReport> {
+        let used: HashSet<&Digest> = records.iter().flat_map(ImageRecord::blobs).collect();
         let mut report = GcReport::default();
-        let candidates = match only {
-            Some(set) => set.iter().cloned().collect(),
-            None => self.content.list()?,
-        };
+        // Held across check and unlink: an ingest pins before it looks (crate::lease).
+        let pins = self.pins.lock();
         for d in candidates {
-            if !used.contains(&d) {
-                if let Ok(size) = self.content.size(&d) {
-                    report.bytes += size;
-                }
-                self.content.delete(&d)?;
-                report.removed.push(d);
+            if used.contains(&d) || pins.contains_key(&d) {
+                continue;
             }
+            let Ok(size) = self.content.size(&d) else {
+                continue;
+            };
+            self.content.delete(&d)?;
+            report.bytes += size;
+            report.removed.push(d);
         }
         Ok(report)
     }
 
-    /// Removes blobs created by an ingest that ended (failed, or left extras) unless an image
-    /// now references them. Must be called without holding the ingest guard.
-    pub(crate) fn discard_unreferenced(&self, created: &HashSet<Digest>) -> Result<()> {
-        if created.is_empty() {
-            return Ok(());
-        }
-        let _guard = self.delete_guard();
-        self.gc_locked(Some(created)).map(|_| ())
+    /// Chain IDs of the layers of every image, the snapshots worth keeping.
+    pub fn chain_ids_in_use(&self) -> Result<HashSet<Digest>> {
+        Ok(self
+            .all_records()?
+            .iter()
+            .flat_map(|r| chain_ids(&r.layers))
+            .collect())
     }
 
     /// All images, newest first (`docker images -a`).
@@ -682,6 +772,17 @@ fn decode_record(v: &[u8]) -> Result<ImageRecord> {
 
 fn is_hex(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Docker's `isSingleReference`: at most one tag, and every reference in one repository.
+fn single_reference(refs: &[Reference]) -> bool {
+    let tags = refs.iter().filter(|r| r.digest().is_none()).count();
+    let repos: BTreeSet<String> = refs.iter().map(Reference::repository).collect();
+    !refs.is_empty() && tags <= 1 && repos.len() == 1
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
 }
 
 /// The 12-hex short form Docker shows.

@@ -6,7 +6,7 @@ use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use polis_image::{Digest, Error, ImageStore, Removed};
+use polis_image::{Digest, Error, ImageStore, ImageUser, Removed};
 
 const APPLETS: &[&str] = &["sh", "ls", "echo", "cat", "true", "false", "id", "env"];
 
@@ -71,8 +71,8 @@ fn snapshot(s: &ImageStore) -> (Vec<String>, Vec<String>) {
     (images, blobs)
 }
 
-fn never(_: &Digest) -> bool {
-    false
+fn never(_: &Digest) -> Option<ImageUser> {
+    None
 }
 
 #[test]
@@ -144,7 +144,12 @@ fn import_list_inspect_tag_rmi() {
     );
     // A container uses it: neither the last tag nor the ID go without force.
     s.remove("localhost:5000/a/b:v1", false, &never).unwrap();
-    let used = |d: &Digest| *d == id;
+    let used = |d: &Digest| {
+        (*d == id).then(|| ImageUser {
+            id: "c0ffee".repeat(10),
+            running: false,
+        })
+    };
     assert!(matches!(
         s.remove("busybox", false, &used),
         Err(Error::Conflict(_))
@@ -164,7 +169,14 @@ fn import_list_inspect_tag_rmi() {
     s.tag(id.as_str(), "busybox").unwrap();
     let removed = s.remove("busybox", false, &never).unwrap();
     assert_eq!(removed[0], Removed::Untagged("busybox:latest".into()));
-    assert!(removed.contains(&Removed::Deleted(id.to_string())));
+    // The image, then its one layer's chain ID (its diff ID), as Docker reports them.
+    assert_eq!(
+        removed[1..],
+        [
+            Removed::Deleted(id.to_string()),
+            Removed::Deleted(Digest::of(&tar).to_string())
+        ]
+    );
     assert!(s.list().unwrap().is_empty());
     assert_eq!(snapshot(&s).1, Vec::<String>::new(), "no blob is left");
 }
@@ -730,4 +742,100 @@ fn loads_legacy_docker_archives_with_linked_layers() {
         .load(&mut Cursor::new(b.into_inner().unwrap()))
         .unwrap_err();
     assert!(err.to_string().contains("outside the archive"), "{err}");
+}
+
+/// A one-file layer tar.
+fn one_file_tar(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    b.append_data(&mut h, name, data).unwrap();
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn pinned_blobs_outlive_collection_until_their_lease_ends() {
+    let (_t, s) = store();
+    let id = s
+        .import(
+            &mut Cursor::new(one_file_tar("a", b"A")),
+            Some("bb"),
+            &[],
+            None,
+        )
+        .unwrap();
+    let layer = s.layers("bb").unwrap().remove(0).digest;
+    // An ingest in flight: a blob of its own, and the layer it found already there.
+    let lease = s.lease();
+    let in_flight = lease.ingest_bytes(b"half a pull").unwrap().digest;
+    lease.pin(&layer);
+    assert!(s.is_pinned(&in_flight) && s.is_pinned(&layer));
+    assert!(s.gc().unwrap().removed.is_empty(), "pinned blobs are kept");
+    // rmi does not wait for the lease: the image goes, the pinned layer stays.
+    let removed = s.remove("bb", false, &never).unwrap();
+    assert!(removed.contains(&Removed::Deleted(id.to_string())));
+    assert!(s.list().unwrap().is_empty());
+    let mut left = snapshot(&s).1;
+    left.sort();
+    let mut want = vec![in_flight.hex().to_string(), layer.hex().to_string()];
+    want.sort();
+    assert_eq!(left, want);
+    // The ingest ends without indexing anything: its blobs go with it.
+    let report = lease.release().unwrap();
+    assert_eq!(report.removed.len(), 2);
+    assert!(!s.is_pinned(&layer));
+    assert_eq!(snapshot(&s).1, Vec::<String>::new());
+}
+
+#[test]
+fn rmi_reports_the_chain_ids_only_the_image_had() {
+    let (_t, s) = store();
+    let base = s
+        .import(
+            &mut Cursor::new(one_file_tar("a", b"A")),
+            Some("base"),
+            &[],
+            None,
+        )
+        .unwrap();
+    let top = one_file_tar("b", b"B");
+    let mut write = |w: &mut dyn std::io::Write| w.write_all(&top);
+    let child = s
+        .commit(
+            &base,
+            &mut write,
+            polis_image::CommitOptions {
+                reference: Some("child".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let chains = polis_image::chain_ids(&s.record(&child).unwrap().layers);
+    assert_eq!(chains.len(), 2);
+    assert_eq!(chains[0], Digest::of(&one_file_tar("a", b"A")));
+    assert_eq!(
+        chains[1],
+        Digest::of(format!("{} {}", chains[0], Digest::of(&top)).as_bytes())
+    );
+    assert_eq!(s.chain_ids_in_use().unwrap().len(), 2);
+    // The bottom layer is base's too: only the top chain is released.
+    assert_eq!(
+        s.remove("child", false, &never).unwrap(),
+        vec![
+            Removed::Untagged("child:latest".into()),
+            Removed::Deleted(child.to_string()),
+            Removed::Deleted(chains[1].to_string()),
+        ]
+    );
+    assert_eq!(
+        s.remove("base", false, &never).unwrap(),
+        vec![
+            Removed::Untagged("base:latest".into()),
+            Removed::Deleted(base.to_string()),
+            Removed::Deleted(chains[0].to_string()),
+        ]
+    );
+    assert!(s.chain_ids_in_use().unwrap().is_empty());
+    assert_eq!(snapshot(&s), (Vec::new(), Vec::new()));
 }

@@ -113,6 +113,19 @@ pub fn main(args: DaemonArgs) -> Result<i32> {
     for e in &recovery.errors {
         tracing::error!(error = %e, "recovery step failed");
     }
+    // Snapshots of images removed before a crash (or by an older version) go now, once
+    // the leftover containers that sat on them are gone.
+    let snapshots = polis_engine::snapshot_gc::remove_unused(&layout, &images)?;
+    if !snapshots.removed.is_empty() {
+        tracing::info!(
+            snapshots = snapshots.removed.len(),
+            bytes = snapshots.bytes,
+            "removed snapshots no image uses"
+        );
+    }
+    for e in &snapshots.errors {
+        tracing::error!(error = %e, "snapshot removal failed");
+    }
     let networks = polis_engine::networking::Networks::open(&config.root, &config.run_root, None)?;
     let state = std::sync::Arc::new(polis_api::AppState {
         networks: std::sync::Arc::new(networks),

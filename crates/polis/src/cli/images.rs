@@ -1,5 +1,5 @@
-//! The image verbs: images, import, tag, rmi, save, load, history and image inspect,
-//! each printing what docker prints.
+//! The image verbs: images, import, tag, rmi, save, load, history, image inspect and
+//! image prune, each printing what docker prints.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -15,6 +15,8 @@ use super::format::{self, Template};
 
 const IMAGES_FORMAT: &str =
     "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}";
+const IMAGES_DIGESTS_FORMAT: &str =
+    "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}";
 const IMAGES_TITLES: &[(&str, &str)] = &[
     ("Repository", "REPOSITORY"),
     ("Tag", "TAG"),
@@ -50,10 +52,33 @@ pub struct ImagesArgs {
     /// Only show image IDs.
     #[arg(short, long)]
     quiet: bool,
+    /// Show digests.
+    #[arg(long)]
+    digests: bool,
+    /// Filter output based on conditions provided (dangling, label, before, since,
+    /// reference).
+    #[arg(short, long = "filter", value_name = "filter")]
+    filter: Vec<String>,
     /// Format output using a custom template: 'table', 'table TEMPLATE', 'json' or a
     /// Go template such as '{{.Repository}}:{{.Tag}}'.
     #[arg(long)]
     format: Option<String>,
+    /// Only images whose reference matches (a glob such as `busybox*`).
+    #[arg(value_name = "REPOSITORY[:TAG]")]
+    reference: Option<String>,
+}
+
+#[derive(Args)]
+pub struct PruneArgs {
+    /// Remove all unused images, not just dangling ones.
+    #[arg(short, long)]
+    all: bool,
+    /// Provide filter values (e.g. "until=<timestamp>").
+    #[arg(long, value_name = "filter")]
+    filter: Vec<String>,
+    /// Do not prompt for confirmation.
+    #[arg(short, long)]
+    force: bool,
 }
 
 #[derive(Args)]
@@ -182,8 +207,9 @@ fn str_list(v: &Value, key: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// One row per repository and tag of each image, as docker's image formatter makes them.
-fn image_rows(images: &[Value], trunc: bool) -> Vec<Value> {
+/// One row per repository and tag of each image, as docker's image formatter makes them
+/// (with `digests`, one per tag and digest of the repository).
+fn image_rows(images: &[Value], trunc: bool, digests_shown: bool) -> Vec<Value> {
     let mut rows = Vec::new();
     for image in images {
         let id = image.get("Id").and_then(Value::as_str).unwrap_or_default();
@@ -218,18 +244,37 @@ fn image_rows(images: &[Value], trunc: bool) -> Vec<Value> {
             rows.push(row("<none>", "<none>", "<none>"));
             continue;
         }
+        let digests_of = |repo: &str| -> Vec<&str> {
+            digests
+                .iter()
+                .filter_map(|d| d.split_once('@'))
+                .filter(|(r, _)| *r == repo)
+                .map(|(_, d)| d)
+                .collect()
+        };
         let mut tagged_repos = Vec::new();
         for reference in &tags {
             let (repo, tag) = split_tag(reference);
             tagged_repos.push(repo.to_string());
-            rows.push(row(repo, tag, "<none>"));
+            let repo_digests = digests_of(repo);
+            if !digests_shown || repo_digests.is_empty() {
+                rows.push(row(repo, tag, "<none>"));
+            }
+            for d in repo_digests.into_iter().filter(|_| digests_shown) {
+                rows.push(row(repo, tag, d));
+            }
         }
         // Digest-only references get rows of their own.
         for reference in &digests {
             let (repo, digest) = reference.split_once('@').unwrap_or((reference, ""));
-            if !tagged_repos.iter().any(|r| r == repo) {
-                tagged_repos.push(repo.to_string());
+            if tagged_repos.iter().any(|r| r == repo) {
+                continue;
+            }
+            if digests_shown {
                 rows.push(row(repo, "<none>", digest));
+            } else {
+                tagged_repos.push(repo.to_string());
+                rows.push(row(repo, "<none>", ""));
             }
         }
     }
@@ -237,19 +282,36 @@ fn image_rows(images: &[Value], trunc: bool) -> Vec<Value> {
 }
 
 pub async fn list(c: &Client, a: ImagesArgs) -> Result<()> {
-    let path = if a.all {
-        "/images/json?all=1"
+    let mut filter = a.filter.clone();
+    if let Some(r) = &a.reference {
+        filter.push(format!("reference={r}"));
+    }
+    let mut pairs = Vec::new();
+    if a.all {
+        pairs.push(("all", "1".to_string()));
+    }
+    if let Some(f) = super::containers::filters_query(&filter)? {
+        pairs.push(("filters", f));
+    }
+    let path = if pairs.is_empty() {
+        "/images/json".to_string()
     } else {
-        "/images/json"
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        format!("/images/json?{}", query(&pairs))
     };
-    let images = c.json(path).await?;
+    let images = c.json(&path).await?;
     let images = images.as_array().cloned().unwrap_or_default();
-    let rows = image_rows(&images, !a.no_trunc);
+    let rows = image_rows(&images, !a.no_trunc, a.digests);
+    let table = if a.digests {
+        IMAGES_DIGESTS_FORMAT
+    } else {
+        IMAGES_FORMAT
+    };
     let format = match (&a.format, a.quiet) {
-        (Some(f), _) if f == "table" => IMAGES_FORMAT,
+        (Some(f), _) if f == "table" => table,
         (Some(f), _) => f.as_str(),
         (None, true) => "{{.ID}}",
-        (None, false) => IMAGES_FORMAT,
+        (None, false) => table,
     };
     print_rows(format, IMAGES_TITLES, "*formatter.imageContext", &rows)
 }
@@ -341,6 +403,60 @@ pub async fn remove(c: &Client, a: RmiArgs) -> Result<()> {
         eprintln!("{}", errors.join("\n"));
         Ok(())
     }
+}
+
+/// `image prune [-a]`: docker's warning and answer, then its report.
+pub async fn prune(c: &Client, a: PruneArgs) -> Result<()> {
+    if !a.force {
+        use std::io::BufRead;
+        let warning = if a.all {
+            "WARNING! This will remove all images without at least one container associated to them."
+        } else {
+            "WARNING! This will remove all dangling images."
+        };
+        eprint!("{warning}\nAre you sure you want to continue? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .context("read the answer")?;
+        if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+            return Err(super::StatusError {
+                code: 1,
+                message: "Total reclaimed space: 0B".into(),
+            }
+            .into());
+        }
+    }
+    let mut filter = a.filter.clone();
+    filter.push(format!("dangling={}", !a.all));
+    let f = super::containers::filters_query(&filter)?.unwrap_or_default();
+    let path = format!("/images/prune?{}", query(&[("filters", &f)]));
+    let report = c.post_json(&path, &Value::Null).await?;
+    let mut out = String::new();
+    let deleted = report["ImagesDeleted"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if !deleted.is_empty() {
+        out.push_str("Deleted Images:\n");
+        for item in &deleted {
+            if let Some(t) = item.get("Untagged").and_then(Value::as_str) {
+                out.push_str(&format!("untagged: {t}\n"));
+            }
+            if let Some(d) = item.get("Deleted").and_then(Value::as_str) {
+                out.push_str(&format!("deleted: {d}\n"));
+            }
+        }
+        out.push('\n');
+    }
+    let space = report["SpaceReclaimed"].as_i64().unwrap_or(0);
+    out.push_str(&format!(
+        "Total reclaimed space: {}\n",
+        format::human_size_precision(space, 4)
+    ));
+    std::io::stdout().write_all(out.as_bytes())?;
+    Ok(())
 }
 
 pub async fn save(c: &Client, a: SaveArgs) -> Result<()> {

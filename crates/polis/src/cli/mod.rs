@@ -226,6 +226,8 @@ enum ImageCommand {
     History(images::HistoryArgs),
     /// Display detailed information on one or more images.
     Inspect(images::InspectArgs),
+    /// Remove unused images.
+    Prune(images::PruneArgs),
 }
 
 /// Runs one client verb against the daemon at `host` (from `-H`, or the environment);
@@ -294,6 +296,7 @@ async fn run(host: &str, command: ClientCommand) -> anyhow::Result<()> {
             ImageCommand::Push(a) => push::push(&c, a).await,
             ImageCommand::History(a) => images::history(&c, a).await,
             ImageCommand::Inspect(a) => images::inspect(&c, a).await,
+            ImageCommand::Prune(a) => images::prune(&c, a).await,
         },
         C::Run(a) => containers::run(&c, *a).await,
         C::Create(a) => containers::create(&c, *a).await,

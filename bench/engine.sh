@@ -77,7 +77,7 @@ wait_socket() {
 }
 
 # --- engines and the image --------------------------------------------------------
-"$POLIS_BIN" daemon --root "$T/polis/root" --run-root "$T/polis/run" \
+"$POLIS_BIN" daemon --bridge none --root "$T/polis/root" --run-root "$T/polis/run" \
     -H "unix://$T/polis.sock" 2>"$T/polisd.log" &
 PIDS+=($!)
 wait_socket "$T/polis.sock" "$T/polisd.log"

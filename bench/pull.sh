@@ -73,7 +73,7 @@ printf 'version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  a
 PIDS+=($!)
 wait_for "curl -sf http://127.0.0.1:$PORT/v2/ >/dev/null" "$T/registry.log"
 
-"$POLIS_BIN" daemon --root "$T/polis/root" --run-root "$T/polis/run" \
+"$POLIS_BIN" daemon --bridge none --root "$T/polis/root" --run-root "$T/polis/run" \
     -H "unix://$T/polis.sock" 2>"$T/polisd.log" &
 POLISD=$!
 PIDS+=($POLISD)

@@ -308,6 +308,9 @@ pub async fn create(
         stop_timeout: body.stop_timeout,
         host: host_config,
     };
+    if let Err(r) = crate::networks::check_mode(&state, &spec.host.network_mode) {
+        return r;
+    }
     let name = q.get("name").filter(|n| !n.is_empty()).cloned();
     let st = state.clone();
     match blocking(move || {
@@ -784,6 +787,7 @@ pub async fn inspect(State(state): State<Arc<AppState>>, Path(key): Path<String>
         },
         "HostConfig": c.spec.host,
         "Mounts": mounts::mount_points(&c.spec.host),
+        "NetworkSettings": crate::networks::settings(&state, &c),
     }))
     .into_response()
 }

@@ -84,6 +84,19 @@ impl Filters {
     }
 }
 
+/// The `until` filter as Unix seconds (at most one may be given), None without one.
+pub fn until(filters: &Filters) -> Result<Option<i64>, String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    match filters.values("until").as_slice() {
+        [] => Ok(None),
+        [one] => timestamp(one, now).map(Some),
+        _ => Err("more than one until filter specified".to_string()),
+    }
+}
+
 /// A point in time from a filter value (`until`, `since`): a Go duration before now
 /// (`10m`, `1h30m`), Unix seconds (`1700000000.5`), or an RFC 3339 date or time.
 pub fn timestamp(value: &str, now: i64) -> Result<i64, String> {

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::filters::{timestamp, Filters};
+use crate::filters::Filters;
 use crate::images::{collect_snapshots, dangling_filter, image_users, removed_json};
 use crate::versioning::error;
 use crate::AppState;
@@ -44,22 +44,9 @@ pub async fn prune(
         Ok(d) => d.unwrap_or(true),
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let until = match filters.values("until").as_slice() {
-        [] => None,
-        [one] => match timestamp(one, now) {
-            Ok(t) => Some(t),
-            Err(e) => return error(StatusCode::BAD_REQUEST, e),
-        },
-        _ => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "more than one until filter specified",
-            )
-        }
+    let until = match crate::filters::until(&filters) {
+        Ok(u) => u,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     if RUNNING.swap(true, Ordering::SeqCst) {
         return error(StatusCode::CONFLICT, "a prune operation is already running");

@@ -16,6 +16,7 @@ mod filters;
 mod image_prune;
 mod images;
 mod logs;
+mod networks;
 mod prune;
 mod ps;
 mod registry;
@@ -87,6 +88,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/containers/create", post(containers::create))
         .route("/containers/json", get(ps::list))
         .route("/containers/prune", post(prune::prune))
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/prune", post(networks::prune))
+        .route(
+            "/networks/{id}",
+            get(networks::inspect).delete(networks::remove),
+        )
+        .route("/networks/{id}/connect", post(networks::connect))
+        .route("/networks/{id}/disconnect", post(networks::disconnect))
         .route("/commit", post(commit::commit))
         .route("/containers/{id}/json", get(containers::inspect))
         .route("/containers/{id}/start", post(containers::start))

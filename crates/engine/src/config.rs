@@ -9,6 +9,9 @@ use crate::error::{Error, Result};
 
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/polis/polisd.toml";
 
+/// The default bridge network's interface, as docker0 is Docker's.
+pub const DEFAULT_BRIDGE: &str = "polis0";
+
 /// Debian's `tini` package: a static tini, so it runs in any image.
 pub const DEFAULT_INIT_PATH: &str = "/usr/bin/tini-static";
 
@@ -40,6 +43,9 @@ pub struct DaemonConfig {
     /// Whether layers may create character and block device nodes; unset, they may when
     /// the daemon can make them (root outside a user namespace), as Docker does.
     pub layer_device_nodes: Option<bool>,
+    /// The default bridge network's interface (dockerd's `--bridge`); None (`none`) runs
+    /// without one: containers then have only lo unless put on a user network.
+    pub bridge: Option<String>,
 }
 
 /// 64 GiB: several times the largest layers public images carry (CUDA and ML bases
@@ -59,6 +65,7 @@ impl Default for DaemonConfig {
             registry_mirrors: Vec::new(),
             max_layer_size: DEFAULT_MAX_LAYER_SIZE,
             layer_device_nodes: None,
+            bridge: Some(DEFAULT_BRIDGE.to_string()),
         }
     }
 }
@@ -113,6 +120,7 @@ pub struct Overrides {
     pub registry_mirrors: Option<Vec<String>>,
     pub max_layer_size: Option<Size>,
     pub layer_device_nodes: Option<bool>,
+    pub bridge: Option<String>,
 }
 
 impl Overrides {
@@ -146,6 +154,7 @@ impl Overrides {
             registry_mirrors: None,
             max_layer_size: None,
             layer_device_nodes: None,
+            bridge: get("POLIS_BRIDGE"),
         }
     }
 }
@@ -195,6 +204,9 @@ impl DaemonConfig {
             }
             if let Some(v) = l.layer_device_nodes {
                 c.layer_device_nodes = Some(v);
+            }
+            if let Some(v) = &l.bridge {
+                c.bridge = (v != "none").then(|| v.clone());
             }
         }
         // The socket follows the run root unless placed explicitly.

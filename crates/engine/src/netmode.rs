@@ -88,7 +88,11 @@ pub fn apply(
         linux.set_namespaces(Some(namespaces));
     }
     let dir = layout.container_dir(id);
-    let hostname = spec.hostname.clone().unwrap_or_default();
+    // As the runtime's: the container's own, else the short id.
+    let hostname = spec
+        .hostname
+        .clone()
+        .unwrap_or_else(|| id[..12.min(id.len())].to_string());
     write(&dir.join("hostname"), &format!("{hostname}\n"))?;
     let extra = extra_hosts(spec, host_gateway)?;
     if joined.namespace == Namespace::Host {

@@ -106,6 +106,14 @@ impl Networks {
                 networks.store.create(&net).map_err(Error::Network)?;
             }
         }
+        for (name, driver) in [("host", "host"), ("none", "null")] {
+            if networks.store.find(name).is_err() {
+                networks
+                    .store
+                    .create(&networks.new_record(name, driver))
+                    .map_err(Error::Network)?;
+            }
+        }
         let mut any_bridge = false;
         for net in networks.store.list().map_err(Error::Network)? {
             if net.bridge.is_some() && (net.name != DEFAULT_NETWORK || default_bridge.is_some()) {
@@ -138,27 +146,14 @@ impl Networks {
         }
     }
 
-    /// Every network, the predefined `host` and `none` included.
+    /// Every network, the predefined ones included.
     pub fn list(&self) -> Result<Vec<Network>> {
-        let mut all = self.store.list().map_err(Error::Network)?;
-        all.extend(["host", "none"].map(|n| self.pseudo(n)));
-        Ok(all)
-    }
-
-    /// `host` and `none` as `network ls` shows them: fixed ids derived from the daemon's.
-    fn pseudo(&self, name: &str) -> Network {
-        let mut n = self.new_record(name, if name == "host" { "host" } else { "null" });
-        n.id = polis_storage::sha256_digest(format!("polis-network-{name}").as_bytes());
-        n.created = String::new();
-        n
+        self.store.list().map_err(Error::Network)
     }
 
     /// The network `name_or_id` designates.
     pub fn find(&self, name_or_id: &str) -> Result<Network> {
-        match name_or_id {
-            "host" | "none" => Ok(self.pseudo(name_or_id)),
-            _ => self.store.find(name_or_id).map_err(Error::Network),
-        }
+        self.store.find(name_or_id).map_err(Error::Network)
     }
 
     /// `docker network create` for the bridge driver.
@@ -360,7 +355,12 @@ impl Networks {
         }
         let ns = self.namespace_path(id);
         netns::create(&ns).map_err(Error::Network)?;
-        let joined = self.attach_locked(&net, id, name, request, &ns);
+        let plug = Plug {
+            ns: &ns,
+            ifname: "eth0",
+            default_route: true,
+        };
+        let joined = self.attach_locked(&net, id, name, request, plug);
         if joined.is_err() {
             let _ = netns::remove(&ns);
         }
@@ -378,7 +378,7 @@ impl Networks {
         id: &str,
         name: &str,
         request: &EndpointRequest,
-        ns: &Path,
+        plug: Plug<'_>,
     ) -> Result<Endpoint> {
         let wanted = Endpoint {
             id: random_hex(32),
@@ -406,11 +406,68 @@ impl Networks {
             })
             .map_err(Error::Network)?;
         let current = self.store.find(&net.id).map_err(Error::Network)?;
-        if let Err(e) = bridge::connect(&current, &ep, ns, "eth0", true) {
+        if let Err(e) = bridge::connect(&current, &ep, plug.ns, plug.ifname, plug.default_route) {
             let _ = self.store.update(&net.id, |n| Ok(n.detach(id)));
             return Err(Error::Network(e));
         }
         Ok(ep)
+    }
+
+    /// `docker network connect`: puts a container that has a namespace of its own (made
+    /// by a bridge network) on one more network, as its next `ethN`.
+    pub fn connect(
+        &self,
+        id: &str,
+        name: &str,
+        network: &str,
+        request: &EndpointRequest,
+    ) -> Result<Endpoint> {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let net = self.store.find(network).map_err(Error::Network)?;
+        if PREDEFINED.contains(&net.name.as_str()) && net.name != DEFAULT_NETWORK {
+            return Err(Error::Forbidden(format!(
+                "container cannot be disconnected from host network or connected to {} network",
+                net.name
+            )));
+        }
+        let ns = self.namespace_path(id);
+        if !ns.exists() {
+            return Err(Error::Forbidden(format!(
+                "container {name} has no network namespace of its own to connect \
+                 (its network mode is host, none or another container's)"
+            )));
+        }
+        if net.endpoints.contains_key(id) {
+            return Err(Error::Forbidden(format!(
+                "endpoint with name {name} already exists in network {}",
+                net.name
+            )));
+        }
+        let current = self.endpoints_locked(id)?.len();
+        let ifname = format!("eth{current}");
+        let plug = Plug {
+            ns: &ns,
+            ifname: &ifname,
+            default_route: current == 0,
+        };
+        self.attach_locked(&net, id, name, request, plug)
+    }
+
+    /// `docker network disconnect`: takes the container off one network.
+    pub fn disconnect(&self, id: &str, name: &str, network: &str) -> Result<()> {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let net = self.store.find(network).map_err(Error::Network)?;
+        let Some(ep) = net.endpoints.get(id) else {
+            return Err(Error::Forbidden(format!(
+                "container {name} is not connected to network {}",
+                net.name
+            )));
+        };
+        let unplugged = bridge::disconnect(ep).map_err(Error::Network);
+        self.store
+            .update(&net.id, |n| Ok(n.detach(id)))
+            .map_err(Error::Network)?;
+        unplugged
     }
 
     /// Takes container `id` off every network and deletes its namespace. Every step
@@ -437,6 +494,10 @@ impl Networks {
 
     /// The endpoints of container `id`, with their network.
     pub fn endpoints_of(&self, id: &str) -> Result<Vec<(Network, Endpoint)>> {
+        self.endpoints_locked(id)
+    }
+
+    fn endpoints_locked(&self, id: &str) -> Result<Vec<(Network, Endpoint)>> {
         Ok(self
             .store
             .list()
@@ -473,6 +534,14 @@ impl Networks {
         }
         orphans
     }
+}
+
+/// Where an endpoint's veth ends up: the namespace, the interface name there, and
+/// whether the network's gateways become its default routes.
+struct Plug<'a> {
+    ns: &'a Path,
+    ifname: &'a str,
+    default_route: bool,
 }
 
 /// What container `spec` asks of the network its mode names (`--ip`, `--ip6`, aliases,

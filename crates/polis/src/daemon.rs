@@ -35,6 +35,9 @@ pub struct DaemonArgs {
     /// (repeatable, in order).
     #[arg(long = "registry-mirror")]
     registry_mirror: Vec<String>,
+    /// The default bridge network's interface (default polis0); `none` runs without one.
+    #[arg(short = 'b', long)]
+    bridge: Option<String>,
     /// Config file (TOML; default /etc/polis/polisd.toml if it exists).
     #[arg(long = "config-file")]
     config_file: Option<PathBuf>,
@@ -57,6 +60,7 @@ pub fn main(args: DaemonArgs) -> Result<i32> {
             insecure_registries: (!args.insecure_registry.is_empty())
                 .then_some(args.insecure_registry),
             registry_mirrors: (!args.registry_mirror.is_empty()).then_some(args.registry_mirror),
+            bridge: args.bridge,
             ..Overrides::default()
         },
     ])?;
@@ -126,7 +130,11 @@ pub fn main(args: DaemonArgs) -> Result<i32> {
     for e in &snapshots.errors {
         tracing::error!(error = %e, "snapshot removal failed");
     }
-    let networks = polis_engine::networking::Networks::open(&config.root, &config.run_root, None)?;
+    let networks = polis_engine::networking::Networks::open(
+        &config.root,
+        &config.run_root,
+        config.bridge.as_deref(),
+    )?;
     let state = std::sync::Arc::new(polis_api::AppState {
         networks: std::sync::Arc::new(networks),
         info,

@@ -67,7 +67,7 @@ fn one_daemon_per_root_and_clean_shutdown() {
     let mut d = Daemon::start("lock");
     let (_, id_before, _) = d.docker(&["info", "--format", "{{.ID}}"]);
     let second = Command::new(env!("CARGO_BIN_EXE_polis"))
-        .args(["daemon", "--root"])
+        .args(["daemon", "--bridge", "none", "--root"])
         .arg(d.dir.join("root"))
         .arg("--run-root")
         .arg(d.dir.join("run2"))
@@ -99,7 +99,7 @@ fn settings_from_file_environment_and_flags() {
     // The environment overrides the file, a flag overrides the environment.
     let socket = dir.join("flag.sock");
     let mut child = Command::new(env!("CARGO_BIN_EXE_polis"))
-        .args(["daemon", "--config-file"])
+        .args(["daemon", "--bridge", "none", "--config-file"])
         .arg(&file)
         .env("POLIS_RUN_ROOT", dir.join("run"))
         .arg("-H")
@@ -116,7 +116,7 @@ fn settings_from_file_environment_and_flags() {
     // A malformed file is refused with its name and the problem.
     std::fs::write(&file, "rooot = 1\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_polis"))
-        .args(["daemon", "--config-file"])
+        .args(["daemon", "--bridge", "none", "--config-file"])
         .arg(&file)
         .output()
         .unwrap();

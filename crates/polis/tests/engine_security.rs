@@ -387,7 +387,14 @@ fn init_runs_the_command_as_its_child() {
     };
     other.child = Some(
         Command::new(env!("CARGO_BIN_EXE_polis"))
-            .args(["daemon", "--init-path", "/nonexistent/tini", "--root"])
+            .args([
+                "daemon",
+                "--bridge",
+                "none",
+                "--init-path",
+                "/nonexistent/tini",
+                "--root",
+            ])
             .arg(dir.join("root"))
             .arg("--run-root")
             .arg(dir.join("run"))

@@ -34,7 +34,7 @@ fn daemon_with_config(name: &str, config: &str) -> Daemon {
     std::fs::write(&file, config).unwrap();
     let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_polis"))
-        .args(["daemon", "--root"])
+        .args(["daemon", "--bridge", "none", "--root"])
         .arg(dir.join("root"))
         .arg("--run-root")
         .arg(dir.join("run"))

@@ -51,6 +51,11 @@ pub struct ContainerInfo {
     pub top_chain_id: String,
     /// Snapshot ids from the top layer down.
     pub lowers: Vec<u64>,
+    /// An init layer of the container's own sits above the image: the mount points of the
+    /// files the engine binds in (/etc/hosts, /etc/hostname, /etc/resolv.conf), so they
+    /// never show up as the container's changes (Docker's `-init` layer).
+    #[serde(default)]
+    pub init: bool,
 }
 
 /// Disk usage of a snapshot or container layer.
@@ -399,6 +404,7 @@ impl Snapshotter {
             key: key.to_string(),
             top_chain_id: top_chain_id.to_string(),
             lowers,
+            init: true,
         };
         let mount = self.overlay_mount(&info);
         let (_, data) = mount.flags_and_data();
@@ -415,6 +421,7 @@ impl Snapshotter {
             let path = tmp.join(sub);
             std::fs::create_dir_all(&path).map_err(|e| Error::io("mkdir", &path, e))?;
         }
+        self.make_init_layer(&tmp.join("init"), &info)?;
         write_json_atomic(&tmp.join("info.json"), &info)?;
         std::fs::rename(&tmp, &dir).map_err(|e| Error::io("rename", &dir, e))?;
         guard.disarm();
@@ -422,11 +429,45 @@ impl Snapshotter {
         Ok(vec![mount])
     }
 
-    fn overlay_mount(&self, info: &ContainerInfo) -> Mount {
-        let lowerdir = info
+    /// The init layer at `dir`: an `etc` with the image's own mode and owner, holding
+    /// empty mount points for the files bound in at start.
+    fn make_init_layer(&self, dir: &Path, info: &ContainerInfo) -> Result<()> {
+        let etc = dir.join("etc");
+        std::fs::create_dir_all(&etc).map_err(|e| Error::io("mkdir", &etc, e))?;
+        let image_etc = info
             .lowers
             .iter()
-            .map(|id| self.fs_dir(*id).display().to_string())
+            .map(|id| self.fs_dir(*id).join("etc"))
+            .find_map(|p| std::fs::symlink_metadata(&p).ok().filter(|m| m.is_dir()));
+        if let Some(m) = image_etc {
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            std::fs::set_permissions(&etc, std::fs::Permissions::from_mode(m.mode() & 0o7777))
+                .map_err(|e| Error::io("chmod", &etc, e))?;
+            std::os::unix::fs::lchown(&etc, Some(m.uid()), Some(m.gid()))
+                .map_err(|e| Error::io("chown", &etc, e))?;
+        }
+        for name in ["hosts", "hostname", "resolv.conf"] {
+            let path = etc.join(name);
+            std::fs::File::create(&path).map_err(|e| Error::io("create", &path, e))?;
+        }
+        Ok(())
+    }
+
+    /// The container's lower directories, top first: its init layer, then the image's.
+    fn lower_paths(&self, info: &ContainerInfo) -> Vec<PathBuf> {
+        let init = info
+            .init
+            .then(|| self.container_dir(&info.key).join("init"));
+        init.into_iter()
+            .chain(info.lowers.iter().map(|id| self.fs_dir(*id)))
+            .collect()
+    }
+
+    fn overlay_mount(&self, info: &ContainerInfo) -> Mount {
+        let lowerdir = self
+            .lower_paths(info)
+            .iter()
+            .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
             .join(":");
         let dir = self.container_dir(&info.key);
@@ -476,8 +517,7 @@ impl Snapshotter {
 
     /// The image layers under container `key`'s upper directory, top first.
     pub fn lower_dirs(&self, key: &str) -> Result<Vec<PathBuf>> {
-        let info = self.container_info(key)?;
-        Ok(info.lowers.iter().map(|id| self.fs_dir(*id)).collect())
+        Ok(self.lower_paths(&self.container_info(key)?))
     }
 
     /// Writes container `key`'s changes as an uncompressed layer tar.

@@ -106,6 +106,10 @@ impl Daemon {
         if config.exists() {
             cmd.arg("--config-file").arg(config);
         }
+        // Outside a namespace of the test's own, no bridge may be made on the host.
+        if !self.dir.join("netns").exists() {
+            cmd.args(["--bridge", "none"]);
+        }
         let child = cmd
             .arg("--root")
             .arg(self.dir.join("root"))

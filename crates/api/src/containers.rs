@@ -97,7 +97,7 @@ fn unsupported_option(
     rest: &serde_json::Map<String, serde_json::Value>,
 ) -> Option<String> {
     // Fields of the create body that carry no setting, or that Polis applies.
-    const HANDLED: [&str; 7] = [
+    const HANDLED: [&str; 8] = [
         "AttachStdin",
         "AttachStdout",
         "AttachStderr",
@@ -105,6 +105,7 @@ fn unsupported_option(
         "NetworkDisabled",
         "MacAddress",
         "NetworkingConfig",
+        "ExposedPorts",
     ];
     for (k, v) in rest {
         if HANDLED.contains(&k.as_str()) || unset(v) {
@@ -150,6 +151,7 @@ fn unsupported_option(
             // The predefined networks and user networks (polis_engine::networking).
             "NetworkMode" => v.as_str().is_some_and(|m| !m.starts_with("container:")),
             "Dns" | "DnsSearch" | "DnsOptions" | "ExtraHosts" => true,
+            "PortBindings" | "PublishAllPorts" => true,
             // Checked as Docker checks them once parsed (restart policy, log driver
             // and options).
             "RestartPolicy" | "LogConfig" => true,
@@ -292,7 +294,15 @@ pub async fn create(
         Ok(e) => e,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
+    let exposed_ports = match body.rest.get("ExposedPorts").filter(|v| !v.is_null()) {
+        Some(v) => match serde_json::from_value(v.clone()) {
+            Ok(p) => p,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("ExposedPorts: {e}")),
+        },
+        None => BTreeMap::new(),
+    };
     let spec = ContainerSpec {
+        exposed_ports,
         endpoints,
         image: body.image,
         cmd: body.cmd.filter(|c| !c.is_empty()),
@@ -784,6 +794,7 @@ pub async fn inspect(State(state): State<Arc<AppState>>, Path(key): Path<String>
             "Tty": c.spec.tty,
             "OpenStdin": c.spec.open_stdin,
             "Labels": c.spec.labels,
+            "ExposedPorts": if c.spec.exposed_ports.is_empty() { serde_json::Value::Null } else { json!(c.spec.exposed_ports) },
         },
         "HostConfig": c.spec.host,
         "Mounts": mounts::mount_points(&c.spec.host),

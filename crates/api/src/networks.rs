@@ -346,6 +346,7 @@ pub async fn connect(
             ipv4,
             ipv6,
             mac: Some(ep.mac_address.clone()).filter(|m| !m.is_empty()),
+            ports: Vec::new(),
         },
         (Err(r), _) | (_, Err(r)) => return r,
     };
@@ -437,6 +438,7 @@ pub fn settings(state: &AppState, c: &polis_engine::containers::Container) -> Va
     if !eps.is_empty() {
         top["SandboxKey"] = json!(state.networks.namespace_path(&c.id));
     }
+    top["Ports"] = ports_json(c, &eps);
     if eps.is_empty() {
         let mode = match c.spec.host.network_mode.as_str() {
             "host" => Some("host"),
@@ -458,6 +460,43 @@ pub fn settings(state: &AppState, c: &polis_engine::containers::Container) -> Va
     }
     top["Networks"] = Value::Object(networks);
     top
+}
+
+/// `NetworkSettings.Ports`: every exposed or published port (`80/tcp`), with its host
+/// bindings (null when not published), IPv4 and, where the container has IPv6, IPv6.
+fn ports_json(c: &polis_engine::containers::Container, eps: &[(Network, Endpoint)]) -> Value {
+    let mut ports: BTreeMap<String, Value> = c
+        .spec
+        .exposed_ports
+        .keys()
+        .map(|k| {
+            let key = if k.contains('/') {
+                k.clone()
+            } else {
+                format!("{k}/tcp")
+            };
+            (key, Value::Null)
+        })
+        .collect();
+    for (_, ep) in eps {
+        for m in &ep.ports {
+            let key = format!("{}/{}", m.container_port, m.protocol.as_str());
+            let entry = ports.entry(key).or_insert(Value::Null);
+            if entry.is_null() {
+                *entry = json!([]);
+            }
+            let list = entry.as_array_mut().expect("a list");
+            let ips: Vec<String> = match m.host_ip {
+                Some(ip) => vec![ip.to_string()],
+                None if ep.ipv6.is_some() => vec!["0.0.0.0".into(), "::".into()],
+                None => vec!["0.0.0.0".into()],
+            };
+            for ip in ips {
+                list.push(json!({ "HostIp": ip, "HostPort": m.host_port.to_string() }));
+            }
+        }
+    }
+    json!(ports)
 }
 
 /// Refuses a create whose network does not exist before anything is made. Not a 404:

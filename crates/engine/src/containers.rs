@@ -40,6 +40,8 @@ pub struct ContainerSpec {
     pub host: HostConfig,
     /// `NetworkingConfig.EndpointsConfig`: per network, the addresses and aliases asked.
     pub endpoints: BTreeMap<String, EndpointConfig>,
+    /// `Config.ExposedPorts` (`80/tcp` → {}), the image's merged in at create.
+    pub exposed_ports: BTreeMap<String, serde_json::Value>,
 }
 
 /// The engine's record of one container.
@@ -202,6 +204,17 @@ pub fn create(
     if let Some(image_labels) = image_config.config.as_ref().and_then(|c| c.labels.as_ref()) {
         for (k, v) in image_labels {
             spec.labels.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    if let Some(ports) = image_config
+        .config
+        .as_ref()
+        .and_then(|c| c.exposed_ports.as_ref())
+    {
+        for (k, v) in ports {
+            spec.exposed_ports
+                .entry(k.clone())
+                .or_insert_with(|| v.clone());
         }
     }
     let layers = images.layers(&spec.image).map_err(image_err)?;

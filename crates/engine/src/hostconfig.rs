@@ -19,6 +19,10 @@ pub struct HostConfig {
     pub dns_search: Option<Vec<String>>,
     pub dns_options: Option<Vec<String>>,
     pub extra_hosts: Option<Vec<String>>,
+    /// `-p`: container port (`80/tcp`) → host bindings.
+    pub port_bindings: Option<BTreeMap<String, Option<Vec<PortBinding>>>>,
+    /// `-P`: every exposed port to a free host port.
+    pub publish_all_ports: bool,
     pub restart_policy: RestartPolicy,
     pub auto_remove: bool,
     pub log_config: LogConfig,
@@ -50,6 +54,14 @@ pub struct HostConfig {
     pub cpuset_mems: String,
     pub pids_limit: Option<i64>,
     pub oom_kill_disable: Option<bool>,
+}
+
+/// One host binding of a published port.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PortBinding {
+    pub host_ip: String,
+    pub host_port: String,
 }
 
 /// One network's entry in the create body's `NetworkingConfig.EndpointsConfig`.

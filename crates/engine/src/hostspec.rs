@@ -36,7 +36,13 @@ pub fn prepare(spec: &mut ContainerSpec) -> Result<()> {
 
 /// What Docker would warn about in this HostConfig.
 pub fn warnings(host: &HostConfig) -> Vec<String> {
-    resources::verify(&Resources::of(host), false).unwrap_or_default()
+    let mut out = resources::verify(&Resources::of(host), false).unwrap_or_default();
+    let publishes =
+        host.publish_all_ports || host.port_bindings.as_ref().is_some_and(|b| !b.is_empty());
+    if host.network_mode == "host" && publishes {
+        out.push("Published ports are discarded when using host network mode".into());
+    }
+    out
 }
 
 /// Put the host settings into the container's runtime spec (the container's

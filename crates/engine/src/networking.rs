@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use ipnet::IpNet;
+use polis_network::firewall::{FirewallDriver, Nftables, Policy};
+use polis_network::ports::{self, PortRequest};
 use polis_network::{bridge, netns, pools, AddressPool, Allocations, Endpoint, Family, Network};
 use polis_network::{record::mac_for, NetworkStore};
 
@@ -49,6 +51,8 @@ pub struct EndpointRequest {
     pub ipv4: Option<IpAddr>,
     pub ipv6: Option<IpAddr>,
     pub mac: Option<String>,
+    /// Ports to publish (`-p`, `-P`): only on the container's first network.
+    pub ports: Vec<PortRequest>,
 }
 
 /// Where a container's network namespace comes from.
@@ -77,6 +81,7 @@ pub struct Networks {
     default_bridge: Option<String>,
     /// Serialises network creation and removal with attachments.
     lock: Mutex<()>,
+    firewall: Box<dyn FirewallDriver>,
 }
 
 impl Networks {
@@ -92,6 +97,7 @@ impl Networks {
             netns_dir,
             default_bridge: default_bridge.map(str::to_string),
             lock: Mutex::new(()),
+            firewall: Box::new(Nftables),
         };
         if let Some(name) = default_bridge {
             if networks.store.find(DEFAULT_NETWORK).is_err() {
@@ -123,6 +129,7 @@ impl Networks {
         }
         if any_bridge {
             bridge::sysctl("net/ipv4/ip_forward", "1").map_err(Error::Network)?;
+            networks.sync_firewall()?;
         }
         Ok(networks)
     }
@@ -291,7 +298,16 @@ impl Networks {
         }
         bridge::remove(&net).map_err(Error::Network)?;
         self.store.remove(&net.id).map_err(Error::Network)?;
+        self.sync_firewall()?;
         Ok(net)
+    }
+
+    /// Makes the firewall match the networks' records.
+    fn sync_firewall(&self) -> Result<()> {
+        let all = self.store.list().map_err(Error::Network)?;
+        self.firewall
+            .apply(&Policy::of(&all))
+            .map_err(Error::Network)
     }
 
     /// The subnets of every network, so a new one overlaps none.
@@ -336,7 +352,16 @@ impl Networks {
                 })
             }
             "none" => return Ok(private()),
-            "" | "default" | "bridge" if self.default_bridge.is_none() => return Ok(private()),
+            "" | "default" | "bridge" if self.default_bridge.is_none() => {
+                if !request.ports.is_empty() {
+                    return Err(Error::InvalidInput(
+                        "cannot publish ports: the daemon runs without a default bridge \
+                         (--bridge none); put the container on a user network"
+                            .into(),
+                    ));
+                }
+                return Ok(private());
+            }
             "" | "default" => DEFAULT_NETWORK,
             m if m.starts_with("container:") => {
                 return Err(Error::InvalidInput(format!(
@@ -360,7 +385,17 @@ impl Networks {
             ifname: "eth0",
             default_route: true,
         };
-        let joined = self.attach_locked(&net, id, name, request, plug);
+        let joined = self
+            .attach_locked(&net, id, name, request, plug)
+            .and_then(|ep| match self.sync_firewall() {
+                Ok(()) => Ok(ep),
+                Err(e) => {
+                    let _ = bridge::disconnect(&ep);
+                    let _ = self.store.update(&net.id, |n| Ok(n.detach(id)));
+                    let _ = self.sync_firewall();
+                    Err(e)
+                }
+            });
         if joined.is_err() {
             let _ = netns::remove(&ns);
         }
@@ -390,10 +425,20 @@ impl Networks {
             ..Endpoint::default()
         };
         let mac = request.mac.clone();
+        let taken: Vec<_> = self
+            .store
+            .list()
+            .map_err(Error::Network)?
+            .iter()
+            .flat_map(|n| n.endpoints.values())
+            .flat_map(|e| e.ports.iter().cloned())
+            .collect();
+        let published = ports::allocate(&request.ports, &taken).map_err(Error::Network)?;
         let ep = self
             .store
             .update(&net.id, |n| {
                 let mut ep = n.attach(wanted)?;
+                ep.ports = published;
                 ep.mac = match &mac {
                     Some(m) => {
                         polis_network::link::parse_mac(m)?;
@@ -450,7 +495,9 @@ impl Networks {
             ifname: &ifname,
             default_route: current == 0,
         };
-        self.attach_locked(&net, id, name, request, plug)
+        let ep = self.attach_locked(&net, id, name, request, plug)?;
+        self.sync_firewall()?;
+        Ok(ep)
     }
 
     /// `docker network disconnect`: takes the container off one network.
@@ -467,6 +514,7 @@ impl Networks {
         self.store
             .update(&net.id, |n| Ok(n.detach(id)))
             .map_err(Error::Network)?;
+        self.sync_firewall()?;
         unplugged
     }
 
@@ -475,10 +523,12 @@ impl Networks {
     pub fn leave(&self, id: &str) -> Result<()> {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut first = None;
+        let mut had_endpoints = false;
         for net in self.store.list().map_err(Error::Network)? {
             let Some(ep) = net.endpoints.get(id) else {
                 continue;
             };
+            had_endpoints = true;
             if let Err(e) = bridge::disconnect(ep) {
                 first.get_or_insert(Error::Network(e));
             }
@@ -488,6 +538,11 @@ impl Networks {
         }
         if let Err(e) = netns::remove(&self.namespace_path(id)) {
             first.get_or_insert(Error::Network(e));
+        }
+        if had_endpoints {
+            if let Err(e) = self.sync_firewall() {
+                first.get_or_insert(e);
+            }
         }
         first.map_or(Ok(()), Err)
     }
@@ -551,8 +606,12 @@ pub fn endpoint_request(spec: &crate::containers::ContainerSpec) -> Result<Endpo
         "" | "default" => DEFAULT_NETWORK,
         m => m,
     };
+    let ports = port_requests(spec)?;
     let Some(ep) = spec.endpoints.get(mode) else {
-        return Ok(EndpointRequest::default());
+        return Ok(EndpointRequest {
+            ports,
+            ..EndpointRequest::default()
+        });
     };
     let ipam = ep.ipam_config.clone().unwrap_or_default();
     Ok(EndpointRequest {
@@ -560,7 +619,58 @@ pub fn endpoint_request(spec: &crate::containers::ContainerSpec) -> Result<Endpo
         ipv4: parse(Some(&ipam.ipv4_address), "IPv4 address")?,
         ipv6: parse(Some(&ipam.ipv6_address), "IPv6 address")?,
         mac: Some(ep.mac_address.clone()).filter(|m| !m.is_empty()),
+        ports,
     })
+}
+
+/// The ports container `spec` publishes: its `-p` bindings, and with `-P` every exposed
+/// port not bound already, each to a free host port.
+pub fn port_requests(spec: &crate::containers::ContainerSpec) -> Result<Vec<PortRequest>> {
+    let h = &spec.host;
+    let mut out = Vec::new();
+    let bindings = h.port_bindings.clone().unwrap_or_default();
+    for (key, list) in &bindings {
+        let (container_port, protocol) =
+            ports::parse_container_port(key).map_err(Error::Network)?;
+        let list = list.clone().unwrap_or_default();
+        let list = if list.is_empty() {
+            vec![Default::default()]
+        } else {
+            list
+        };
+        for b in list {
+            let (host_ip, host_ports) =
+                ports::parse_host(&b.host_ip, &b.host_port).map_err(Error::Network)?;
+            out.push(PortRequest {
+                protocol,
+                host_ip,
+                host_ports,
+                container_port,
+            });
+        }
+    }
+    if h.publish_all_ports {
+        for key in spec
+            .exposed_ports
+            .keys()
+            .filter(|k| !bindings.contains_key(*k))
+        {
+            let (container_port, protocol) =
+                ports::parse_container_port(key).map_err(Error::Network)?;
+            out.push(PortRequest {
+                protocol,
+                host_ip: None,
+                host_ports: None,
+                container_port,
+            });
+        }
+    }
+    if !out.is_empty() && matches!(h.network_mode.as_str(), "none") {
+        return Err(Error::InvalidInput(
+            "conflicting options: port publishing and the container type network mode".into(),
+        ));
+    }
+    Ok(out)
 }
 
 /// Options of the bridge driver that are applied.

@@ -44,6 +44,9 @@ pub fn ensure(net: &Network) -> Result<()> {
     let ipv6 = net.enable_ipv6;
     with_netlink(move |nl| {
         let index = nl.ensure_bridge(&name, &[], None)?;
+        // The host's own 127.0.0.1 may reach published ports: DNAT sends such packets
+        // out of the bridge, which the kernel allows only with route_localnet.
+        sysctl(&format!("net/ipv4/conf/{name}/route_localnet"), "1")?;
         if ipv6 {
             sysctl(&format!("net/ipv6/conf/{name}/disable_ipv6"), "0")?;
         }

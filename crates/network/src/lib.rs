@@ -3,10 +3,12 @@
 
 pub mod bridge;
 pub mod error;
+pub mod firewall;
 pub mod ipam;
 pub mod link;
 pub mod netns;
 pub mod pools;
+pub mod ports;
 pub mod record;
 pub mod store;
 

@@ -34,6 +34,9 @@ pub struct Endpoint {
     /// Addresses the user asked for (`--ip`, `--ip6`), kept across restarts.
     pub static_ipv4: Option<IpAddr>,
     pub static_ipv6: Option<IpAddr>,
+    /// Ports published to this endpoint (`-p`, `-P`).
+    #[serde(default)]
+    pub ports: Vec<crate::firewall::PortMapping>,
 }
 
 /// A network.

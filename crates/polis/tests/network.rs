@@ -326,3 +326,211 @@ fn default_bridge_none_host_and_ipv6() {
     ok(&d, &["rm", "-f", "s1", "s2"]);
     ok(&d, &["network", "rm", "six"]);
 }
+
+/// Polls `docker logs NAME` until it contains `what`.
+fn wait_for_log(d: &Daemon, name: &str, what: &str) -> String {
+    let mut last = String::new();
+    for _ in 0..50 {
+        let (_, out, err) = d.docker(&["logs", name]);
+        last = out + &err;
+        if last.contains(what) {
+            return last;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{what:?} never logged by {name}: {last}");
+}
+
+#[test]
+fn published_ports_isolation_and_internal_networks() {
+    let (ns, d) = start("net-ports");
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "-p",
+            "8080:80",
+            "busybox:local",
+            "sh",
+            "-c",
+            "mkdir -p /www && echo hello > /www/index.html && echo ready && httpd -f -p 80 -h /www",
+        ],
+    );
+    wait_for_log(&d, "web", "ready");
+    // TCP through the host's 127.0.0.1 and through the namespace's own address.
+    for host in ["127.0.0.1", "10.199.0.1"] {
+        let out = ns
+            .command("curl")
+            .args([
+                "-s",
+                "--max-time",
+                "5",
+                &format!("http://{host}:8080/index.html"),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "hello\n",
+            "{host}: {out:?}"
+        );
+    }
+    // UDP: busybox has no UDP server, so the host's python runs in the container (its
+    // /usr bound read-only).
+    let server = "import socket\n\
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+        s.bind(('0.0.0.0', 5000))\n\
+        print('ready', flush=True)\n\
+        d, a = s.recvfrom(100)\n\
+        s.sendto(b'pong ' + d, a)\n";
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "udp",
+            "-p",
+            "5001:5000/udp",
+            "-v",
+            "/usr:/usr:ro",
+            "-v",
+            "/lib:/lib:ro",
+            "-v",
+            "/lib64:/lib64:ro",
+            "busybox:local",
+            "/usr/bin/python3",
+            "-c",
+            server,
+        ],
+    );
+    wait_for_log(&d, "udp", "ready");
+    let client = "import socket\n\
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+        s.settimeout(5)\n\
+        s.sendto(b'datagram', ('10.199.0.1', 5001))\n\
+        print(s.recvfrom(100)[0].decode())\n";
+    let out = ns.command("python3").args(["-c", client]).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "pong datagram\n",
+        "{out:?}"
+    );
+    assert!(
+        ok(&d, &["port", "udp"]).contains("5000/udp -> 0.0.0.0:5001"),
+        "udp port"
+    );
+    let ports = ok(&d, &["port", "web"]);
+    assert!(ports.contains("80/tcp -> 0.0.0.0:8080"), "{ports}");
+    // A host port published already is refused, and nothing of that container stays.
+    let (code, _, err) = d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "clash",
+        "-p",
+        "8080:80",
+        "busybox:local",
+        "sleep",
+        "100",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("port is already allocated"), "{err}");
+    let (_, all, _) = d.docker(&["ps", "-a", "--format", "{{.Names}}"]);
+    assert!(!all.contains("clash"), "{all}");
+    // -P: the exposed ports get free host ports.
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "auto",
+            "--expose",
+            "90",
+            "-P",
+            "busybox:local",
+            "sleep",
+            "100",
+        ],
+    );
+    let auto = ok(&d, &["port", "auto", "90"]);
+    assert!(auto.starts_with("0.0.0.0:"), "{auto}");
+
+    // Networks are isolated from each other; an internal network has no way out.
+    ok(
+        &d,
+        &["network", "create", "--subnet", "10.61.0.0/24", "left"],
+    );
+    ok(
+        &d,
+        &["network", "create", "--subnet", "10.62.0.0/24", "right"],
+    );
+    ok(
+        &d,
+        &[
+            "network",
+            "create",
+            "--internal",
+            "--subnet",
+            "10.63.0.0/24",
+            "inner",
+        ],
+    );
+    for (name, net) in [
+        ("l1", "left"),
+        ("l2", "left"),
+        ("r1", "right"),
+        ("i1", "inner"),
+    ] {
+        ok(
+            &d,
+            &[
+                "run",
+                "-d",
+                "--name",
+                name,
+                "--network",
+                net,
+                "busybox:local",
+                "sleep",
+                "1000",
+            ],
+        );
+    }
+    ok(
+        &d,
+        &["exec", "l1", "ping", "-c", "1", "-W", "2", "10.61.0.3"],
+    );
+    let (code, _, _) = d.docker(&["exec", "l1", "ping", "-c", "1", "-W", "1", "10.62.0.2"]);
+    assert_ne!(code, 0, "left reached right");
+    let (code, _, _) = d.docker(&["exec", "r1", "ping", "-c", "1", "-W", "1", "10.61.0.2"]);
+    assert_ne!(code, 0, "right reached left");
+    let route = ok(&d, &["exec", "i1", "ip", "route"]);
+    assert!(!route.contains("default"), "{route}");
+    let (code, _, _) = d.docker(&["exec", "i1", "ping", "-c", "1", "-W", "1", "10.61.0.2"]);
+    assert_ne!(code, 0, "internal reached left");
+
+    // Everything goes with the containers and networks: no DNAT rule, no link.
+    ok(
+        &d,
+        &["rm", "-f", "web", "udp", "auto", "l1", "l2", "r1", "i1"],
+    );
+    ok(&d, &["network", "rm", "left", "right", "inner"]);
+    let rules = ns
+        .command("nft")
+        .args(["list", "table", "inet", "polis"])
+        .output()
+        .unwrap();
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    assert!(!rules.contains("dport"), "{rules}");
+    assert!(!rules.contains("br-"), "{rules}");
+    let left: Vec<String> = links(&ns)
+        .into_iter()
+        .filter(|l| !["lo", "veth0", "veth1", "polis0"].contains(&l.as_str()))
+        .collect();
+    assert!(left.is_empty(), "links left: {left:?}");
+}

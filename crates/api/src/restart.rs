@@ -170,7 +170,7 @@ async fn run(state: &Arc<AppState>, id: &str, created: bool) -> polis_engine::Re
     blocking(move || {
         if !created {
             let c = st.metadata.find(&id)?;
-            containers::recreate(&st.layout, &c)?;
+            containers::recreate(&st.layout, &st.networks, &c)?;
         }
         containers::call(&st.layout, &id, &ShimRequest::Start).map(|_| ())
     })

@@ -328,8 +328,10 @@ pub fn create(
 
 /// Make a stopped container startable again: its old runtime container and shim go,
 /// a new shim creates it afresh on the same rootfs (its writes kept) and log.
-pub fn recreate(layout: &Layout, container: &Container) -> Result<()> {
+pub fn recreate(layout: &Layout, networks: &Networks, container: &Container) -> Result<()> {
     let id = &container.id;
+    // After a reboot the namespace file is gone while the endpoints are recorded.
+    networks.restore(id)?;
     if layout.shim_dir(id).join(polis_shim::SOCKET).exists() {
         call(layout, id, &Request::Delete { force: true })?;
     }

@@ -547,6 +547,31 @@ impl Networks {
         first.map_or(Ok(()), Err)
     }
 
+    /// Makes container `id`'s namespace again if its endpoints are recorded but the file
+    /// is gone (the run root is lost at reboot): same interfaces, same addresses.
+    pub fn restore(&self, id: &str) -> Result<()> {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let ns = self.namespace_path(id);
+        let eps = self.endpoints_locked(id)?;
+        if ns.exists() || eps.is_empty() {
+            return Ok(());
+        }
+        netns::create(&ns).map_err(Error::Network)?;
+        let made = eps.iter().enumerate().try_for_each(|(i, (net, ep))| {
+            let _ = bridge::disconnect(ep);
+            bridge::ensure(net)?;
+            bridge::connect(net, ep, &ns, &format!("eth{i}"), i == 0)
+        });
+        if let Err(e) = made {
+            for (_, ep) in &eps {
+                let _ = bridge::disconnect(ep);
+            }
+            let _ = netns::remove(&ns);
+            return Err(Error::Network(e));
+        }
+        Ok(())
+    }
+
     /// The endpoints of container `id`, with their network.
     pub fn endpoints_of(&self, id: &str) -> Result<Vec<(Network, Endpoint)>> {
         self.endpoints_locked(id)

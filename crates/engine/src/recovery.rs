@@ -16,6 +16,7 @@ use polis_storage::Snapshotter;
 use crate::containers::{self, Container, Layout};
 use crate::error::{Error, Result};
 use crate::metadata::Metadata;
+use crate::networking::Networks;
 
 /// The exit code recorded for a container whose shim died: it was killed with it, as
 /// containerd reports a task whose shim is gone (128 + SIGKILL).
@@ -34,7 +35,7 @@ pub struct Report {
     pub errors: Vec<String>,
 }
 
-pub fn reconcile(layout: &Layout, md: &Metadata) -> Result<Report> {
+pub fn reconcile(layout: &Layout, md: &Metadata, networks: &Networks) -> Result<Report> {
     let mut report = Report::default();
     let records = md.containers()?;
     let ids: BTreeSet<&str> = records.iter().map(|c| c.id.as_str()).collect();
@@ -47,8 +48,14 @@ pub fn reconcile(layout: &Layout, md: &Metadata) -> Result<Report> {
     }
     remove_orphan_containers(layout, &ids, &mut report);
     remove_orphan_shims(layout, &ids, &mut report);
+    // Endpoints and namespaces of containers that are gone (made or removed in part).
+    for id in networks.reconcile(&|id| ids.contains(id)) {
+        report
+            .orphans_removed
+            .push(format!("network endpoints of {id}"));
+    }
     for c in &records {
-        settle(layout, c, &mut report);
+        settle(layout, networks, c, &mut report);
     }
     Ok(report)
 }
@@ -145,7 +152,7 @@ fn shim_answers(layout: &Layout, id: &str) -> bool {
 
 /// A record whose shim does not answer: wait for a shim still starting up; otherwise
 /// the container is gone with its shim, and its record says so.
-fn settle(layout: &Layout, c: &Container, report: &mut Report) {
+fn settle(layout: &Layout, networks: &Networks, c: &Container, report: &mut Report) {
     let id = c.id.as_str();
     let shim_dir = layout.shim_dir(id);
     if shim_answers(layout, id) {
@@ -179,7 +186,7 @@ fn settle(layout: &Layout, c: &Container, report: &mut Report) {
             Err(e) => report.errors.push(format!("{id}: {e}")),
         }
     } else {
-        match containers::recreate(layout, c) {
+        match containers::recreate(layout, networks, c) {
             Ok(()) => report.recreated.push(id.to_string()),
             Err(e) => report.errors.push(format!("{id}: recreate: {e}")),
         }

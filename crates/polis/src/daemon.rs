@@ -104,7 +104,12 @@ pub fn main(args: DaemonArgs) -> Result<i32> {
         unpack: config.unpack_options(),
     };
     // What a killed daemon or shim left half-done is settled before anyone can ask.
-    let recovery = polis_engine::recovery::reconcile(&layout, &metadata)?;
+    let networks = polis_engine::networking::Networks::open(
+        &config.root,
+        &config.run_root,
+        config.bridge.as_deref(),
+    )?;
+    let recovery = polis_engine::recovery::reconcile(&layout, &metadata, &networks)?;
     for what in &recovery.orphans_removed {
         tracing::info!(%what, "removed a leftover of an interrupted operation");
     }
@@ -130,11 +135,6 @@ pub fn main(args: DaemonArgs) -> Result<i32> {
     for e in &snapshots.errors {
         tracing::error!(error = %e, "snapshot removal failed");
     }
-    let networks = polis_engine::networking::Networks::open(
-        &config.root,
-        &config.run_root,
-        config.bridge.as_deref(),
-    )?;
     let state = std::sync::Arc::new(polis_api::AppState {
         networks: std::sync::Arc::new(networks),
         info,

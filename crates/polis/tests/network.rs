@@ -534,3 +534,106 @@ fn published_ports_isolation_and_internal_networks() {
         .collect();
     assert!(left.is_empty(), "links left: {left:?}");
 }
+
+#[test]
+fn crash_and_lost_namespaces_are_recovered() {
+    let (ns, mut d) = start("net-crash");
+    ok(
+        &d,
+        &["network", "create", "--subnet", "10.70.0.0/24", "mesh"],
+    );
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "keep",
+            "--network",
+            "mesh",
+            "busybox:local",
+            "sleep",
+            "1000",
+        ],
+    );
+    let later = [
+        "run",
+        "-d",
+        "--name",
+        "later",
+        "--network",
+        "mesh",
+        "busybox:local",
+        "sleep",
+        "1000",
+    ];
+    ok(&d, &later);
+    ok(&d, &["stop", "-t", "0", "later"]);
+    // Creates in flight when the daemon is killed.
+    let racers: Vec<_> = (0..4)
+        .map(|i| {
+            let mut c = d.command("/usr/local/bin/docker");
+            c.env("DOCKER_HOST", d.host()).args([
+                "run",
+                "-d",
+                "--name",
+                &format!("race{i}"),
+                "--network",
+                "mesh",
+                "busybox:local",
+                "sleep",
+                "1000",
+            ]);
+            c.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            c.spawn().unwrap()
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    d.crash();
+    for mut r in racers {
+        let _ = r.wait();
+    }
+    // As after a reboot: the stopped container's namespace and veth are gone.
+    let id = {
+        d.restart_after_crash();
+        let id = inspect(&d, "later", "{{.Id}}");
+        d.crash();
+        id
+    };
+    let netns = d.dir.join("run/netns").join(&id);
+    let out = std::process::Command::new("umount")
+        .arg("-l")
+        .arg(&netns)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?} {}", d.log());
+    std::fs::remove_file(&netns).unwrap();
+    d.restart_after_crash();
+    // The running container kept its network; the stopped one gets its own back.
+    ok(&d, &["start", "later"]);
+    assert_eq!(
+        inspect(&d, "later", "{{.NetworkSettings.Networks.mesh.IPAddress}}"),
+        "10.70.0.3"
+    );
+    ok(
+        &d,
+        &["exec", "later", "ping", "-c", "1", "-W", "3", "10.70.0.2"],
+    );
+    let all = ok(&d, &["ps", "-aq"]);
+    for c in all.split_whitespace() {
+        ok(&d, &["rm", "-f", c]);
+    }
+    ok(&d, &["network", "rm", "mesh"]);
+    let left: Vec<String> = links(&ns)
+        .into_iter()
+        .filter(|l| !["lo", "veth0", "veth1", "polis0"].contains(&l.as_str()))
+        .collect();
+    assert!(left.is_empty(), "links left: {left:?}");
+    let files: Vec<_> = std::fs::read_dir(d.dir.join("run/netns"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(files.is_empty(), "{files:?}");
+}

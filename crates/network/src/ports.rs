@@ -11,8 +11,8 @@ use crate::firewall::{PortMapping, Protocol};
 pub struct PortRequest {
     pub protocol: Protocol,
     pub host_ip: Option<IpAddr>,
-    /// The host ports to choose from, inclusive; `None`: any free port.
-    pub host_ports: Option<(u16, u16)>,
+    /// The host ports to choose from; `None`: any free port.
+    pub host_ports: Option<PortRange>,
     pub container_port: u16,
 }
 
@@ -36,8 +36,11 @@ pub fn parse_container_port(key: &str) -> Result<(u16, Protocol)> {
     Ok((port, protocol))
 }
 
+/// An inclusive range of host ports.
+pub type PortRange = (u16, u16);
+
 /// A binding's `HostIp` and `HostPort` (`""`, `8080` or `8000-8010`).
-pub fn parse_host(host_ip: &str, host_port: &str) -> Result<(Option<IpAddr>, Option<(u16, u16)>)> {
+pub fn parse_host(host_ip: &str, host_port: &str) -> Result<(Option<IpAddr>, Option<PortRange>)> {
     let ip = match host_ip.trim_start_matches('[').trim_end_matches(']') {
         "" => None,
         s => Some(

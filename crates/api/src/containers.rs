@@ -149,7 +149,7 @@ fn unsupported_option(
                 None => true,
             },
             // The predefined networks and user networks (polis_engine::networking).
-            "NetworkMode" => v.as_str().is_some_and(|m| !m.starts_with("container:")),
+            "NetworkMode" => v.is_string(),
             "Dns" | "DnsSearch" | "DnsOptions" | "ExtraHosts" => true,
             "PortBindings" | "PublishAllPorts" => true,
             // Checked as Docker checks them once parsed (restart policy, log driver

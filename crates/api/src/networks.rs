@@ -504,6 +504,7 @@ fn ports_json(c: &polis_engine::containers::Container, eps: &[(Network, Endpoint
 pub fn check_mode(state: &AppState, mode: &str) -> Result<(), Response> {
     match mode {
         "" | "default" | "bridge" | "host" | "none" => Ok(()),
+        m if m.starts_with("container:") => Ok(()),
         m => match state.networks.find(m) {
             Ok(_) => Ok(()),
             Err(polis_engine::Error::Network(polis_network::Error::NotFound(e))) => {

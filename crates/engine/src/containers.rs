@@ -219,6 +219,7 @@ pub fn create(
     }
     let layers = images.layers(&spec.image).map_err(image_err)?;
     crate::hostspec::prepare(&mut spec)?;
+    let shared = networks.join_container(layout, md, &mut spec)?;
     let id = crate::metadata::random_hex(32);
     let name = match name {
         Some(n) => {
@@ -280,12 +281,15 @@ pub fn create(
                 process.set_console_size(Some(size));
             }
         }
-        let joined = networks.join(
-            &id,
-            &name,
-            &spec.host.network_mode,
-            &crate::networking::endpoint_request(&spec)?,
-        )?;
+        let joined = match shared.clone() {
+            Some(j) => j,
+            None => networks.join(
+                &id,
+                &name,
+                &spec.host.network_mode,
+                &crate::networking::endpoint_request(&spec)?,
+            )?,
+        };
         crate::hostspec::apply(
             layout,
             &id,

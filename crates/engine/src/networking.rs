@@ -365,7 +365,7 @@ impl Networks {
             "" | "default" => DEFAULT_NETWORK,
             m if m.starts_with("container:") => {
                 return Err(Error::InvalidInput(format!(
-                    "network mode {m:?} is not supported yet"
+                    "network mode {m:?}: the container's namespace is joined by join_container"
                 )))
             }
             m => m,
@@ -404,6 +404,75 @@ impl Networks {
             namespace: Namespace::Path(ns),
             addresses: [ep.ipv4, ep.ipv6].into_iter().flatten().collect(),
         })
+    }
+
+    /// `--network container:NAME`: the namespace of that running container, its
+    /// hostname and addresses; None for every other mode. Docker's conflicts (a hostname,
+    /// ports, DNS settings of one's own) are refused.
+    pub fn join_container(
+        &self,
+        layout: &crate::containers::Layout,
+        md: &crate::metadata::Metadata,
+        spec: &mut crate::containers::ContainerSpec,
+    ) -> Result<Option<Joined>> {
+        let Some(other) = spec.host.network_mode.strip_prefix("container:") else {
+            return Ok(None);
+        };
+        let h = &spec.host;
+        let conflict = if spec.hostname.is_some() {
+            Some("hostname")
+        } else if h.publish_all_ports || h.port_bindings.as_ref().is_some_and(|p| !p.is_empty()) {
+            Some("port publishing")
+        } else if h.dns.as_ref().is_some_and(|d| !d.is_empty()) {
+            Some("dns")
+        } else if h.extra_hosts.as_ref().is_some_and(|e| !e.is_empty()) {
+            Some("add-host")
+        } else if !spec.exposed_ports.is_empty() && h.publish_all_ports {
+            Some("expose")
+        } else {
+            None
+        };
+        if let Some(what) = conflict {
+            return Err(Error::InvalidInput(format!(
+                "conflicting options: {what} and the network mode"
+            )));
+        }
+        // Not a 404: the docker CLI takes a 404 from create for a missing image.
+        let target = md
+            .find(other)
+            .map_err(|_| Error::InvalidInput(format!("No such container: {other}")))?;
+        let state = crate::containers::state(layout, &target.id);
+        if state.status != "running" || state.pid <= 0 {
+            return Err(Error::Conflict(format!(
+                "cannot join network namespace of a non running container: container {other} is {}",
+                state.status
+            )));
+        }
+        spec.hostname = Some(
+            target
+                .spec
+                .hostname
+                .clone()
+                .unwrap_or_else(|| target.id[..12].to_string()),
+        );
+        let own = self.namespace_path(&target.id);
+        let namespace = if target.spec.host.network_mode == "host" {
+            Namespace::Host
+        } else if own.exists() {
+            Namespace::Path(own)
+        } else {
+            Namespace::Path(PathBuf::from(format!("/proc/{}/ns/net", state.pid)))
+        };
+        let addresses = self
+            .endpoints_of(&target.id)?
+            .iter()
+            .flat_map(|(_, ep)| [ep.ipv4, ep.ipv6])
+            .flatten()
+            .collect();
+        Ok(Some(Joined {
+            namespace,
+            addresses,
+        }))
     }
 
     /// Gives the container an endpoint on `net` and wires it into `ns`.

@@ -266,6 +266,61 @@ fn default_bridge_none_host_and_ipv6() {
     assert!(out.contains("search example.test"), "{out}");
     assert!(out.contains("10.1.2.3\tdb"), "{out}");
 
+    // Another container's namespace: same address, same hostname.
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "base",
+            "busybox:local",
+            "sleep",
+            "1000",
+        ],
+    );
+    let base_ip = inspect(&d, "base", "{{.NetworkSettings.IPAddress}}");
+    let shared = ok(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "container:base",
+            "busybox:local",
+            "sh",
+            "-c",
+            "ip -o -4 addr show eth0; hostname",
+        ],
+    );
+    assert!(shared.contains(&format!("inet {base_ip}/16")), "{shared}");
+    let base_id = inspect(&d, "base", "{{.Id}}");
+    assert!(shared.ends_with(&base_id[..12]), "{shared}");
+    let (code, _, err) = d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:base",
+        "-p",
+        "80:80",
+        "busybox:local",
+        "true",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("conflicting options"), "{err}");
+    ok(&d, &["stop", "-t", "0", "base"]);
+    let (code, _, err) = d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:base",
+        "busybox:local",
+        "true",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("non running container"), "{err}");
+    ok(&d, &["rm", "base"]);
+
     ok(
         &d,
         &[

@@ -549,11 +549,7 @@ fn unsupported_create_options_are_refused() {
         (vec!["--blkio-weight", "300"], "HostConfig.BlkioWeight"),
         (vec!["-v", "/data"], "Volumes"),
         (vec!["--uts", "host"], "HostConfig.UTSMode"),
-        (
-            vec!["--network", "container:other"],
-            "HostConfig.NetworkMode",
-        ),
-        (vec!["-p", "8080:80"], "ExposedPorts"),
+        (vec!["--pid", "host"], "HostConfig.PidMode"),
     ] {
         let mut cmd = vec!["run", "--rm"];
         cmd.extend(args);

@@ -768,7 +768,12 @@ pub fn port_requests(spec: &crate::containers::ContainerSpec) -> Result<Vec<Port
 }
 
 /// Options of the bridge driver that are applied.
-const KNOWN_OPTIONS: [&str; 1] = ["com.docker.network.bridge.name"];
+const KNOWN_OPTIONS: [&str; 4] = [
+    "com.docker.network.bridge.name",
+    polis_network::firewall::ICC_OPTION,
+    polis_network::firewall::MASQUERADE_OPTION,
+    polis_network::bridge::MTU_OPTION,
+];
 
 fn private() -> Joined {
     Joined {

@@ -12,6 +12,22 @@ use crate::link::{parse_mac, Netlink};
 use crate::netns;
 use crate::record::{Endpoint, Network};
 
+/// `-o com.docker.network.driver.mtu=N`: the MTU of the bridge and of every veth on it.
+pub const MTU_OPTION: &str = "com.docker.network.driver.mtu";
+
+/// The network's MTU option, checked.
+pub fn mtu(net: &Network) -> Result<Option<u32>> {
+    match net.options.get(MTU_OPTION) {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|m| (68..=65535).contains(m))
+            .map(Some)
+            .ok_or_else(|| Error::InvalidArgument(format!("invalid MTU {v:?}: 68 to 65535"))),
+    }
+}
+
 /// The gateway addresses a network's bridge carries, with the subnets' prefixes.
 fn gateway_addresses(net: &Network) -> Vec<IpNet> {
     [net.ipv4.as_ref(), net.ipv6.as_ref()]
@@ -42,8 +58,9 @@ pub fn ensure(net: &Network) -> Result<()> {
     let name = bridge_name(net)?.to_string();
     let addresses = gateway_addresses(net);
     let ipv6 = net.enable_ipv6;
+    let mtu = mtu(net)?;
     with_netlink(move |nl| {
-        let index = nl.ensure_bridge(&name, &[], None)?;
+        let index = nl.ensure_bridge(&name, &[], mtu)?;
         // The host's own 127.0.0.1 may reach published ports: DNAT sends such packets
         // out of the bridge, which the kernel allows only with route_localnet.
         sysctl(&format!("net/ipv4/conf/{name}/route_localnet"), "1")?;
@@ -84,6 +101,7 @@ pub fn connect(
     let peer = format!("vp{}", &ep.id[..12.min(ep.id.len())]);
     let ns = std::fs::File::open(ns_path)
         .map_err(|e| Error::System(format!("open {}: {e}", ns_path.display())))?;
+    let mtu = mtu(net)?;
     let made = with_netlink(|nl| {
         let bridge_index = nl.index(&bridge)?.ok_or_else(|| {
             Error::NotFound(format!("bridge {bridge} of network {} not found", net.name))
@@ -92,10 +110,14 @@ pub fn connect(
         let host_index = nl
             .index(&host)?
             .ok_or_else(|| Error::NotFound(host.clone()))?;
-        nl.attach_to_bridge(host_index, bridge_index)?;
         let peer_index = nl
             .index(&peer)?
             .ok_or_else(|| Error::NotFound(peer.clone()))?;
+        if let Some(m) = mtu {
+            nl.set_mtu(host_index, m)?;
+            nl.set_mtu(peer_index, m)?;
+        }
+        nl.attach_to_bridge(host_index, bridge_index)?;
         nl.move_to(peer_index, &ns)
     });
     if let Err(e) = made {

@@ -51,6 +51,10 @@ pub struct NetworkRules {
     pub bridge: String,
     pub subnets: Vec<IpNet>,
     pub internal: bool,
+    /// Members may talk to each other (`com.docker.network.bridge.enable_icc`).
+    pub icc: bool,
+    /// Outbound traffic is masqueraded (`com.docker.network.bridge.enable_ip_masquerade`).
+    pub masquerade: bool,
 }
 
 /// A published port, with where it leads.
@@ -82,6 +86,8 @@ impl Policy {
                     .map(|f| f.pool.subnet)
                     .collect(),
                 internal: n.internal,
+                icc: option_enabled(n, ICC_OPTION),
+                masquerade: option_enabled(n, MASQUERADE_OPTION),
             });
             for ep in n.endpoints.values() {
                 for m in &ep.ports {
@@ -101,6 +107,18 @@ impl Policy {
         }
         policy
     }
+}
+
+/// `-o com.docker.network.bridge.enable_icc=false`: members cannot reach each other.
+pub const ICC_OPTION: &str = "com.docker.network.bridge.enable_icc";
+/// `-o com.docker.network.bridge.enable_ip_masquerade=false`: no masquerade on the way out.
+pub const MASQUERADE_OPTION: &str = "com.docker.network.bridge.enable_ip_masquerade";
+
+/// A boolean driver option, true unless set to false.
+fn option_enabled(n: &Network, key: &str) -> bool {
+    n.options
+        .get(key)
+        .is_none_or(|v| !matches!(v.to_ascii_lowercase().as_str(), "false" | "0"))
 }
 
 /// Applies a policy to the kernel.
@@ -182,6 +200,12 @@ pub fn ruleset(policy: &Policy) -> Value {
             ));
             continue;
         }
+        if !n.icc {
+            cmds.push(rule(
+                "forward",
+                vec![is("iifname", br), is("oifname", br), drop()],
+            ));
+        }
         // Isolation: nothing from this network into another one.
         for other in bridges.iter().filter(|b| **b != br) {
             cmds.push(rule(
@@ -189,7 +213,7 @@ pub fn ruleset(policy: &Policy) -> Value {
                 vec![is("iifname", br), is("oifname", other), drop()],
             ));
         }
-        for subnet in &n.subnets {
+        for subnet in n.subnets.iter().filter(|_| n.masquerade) {
             // Leaving through anything but its own bridge: masquerade.
             cmds.push(rule(
                 "postrouting",
@@ -290,11 +314,15 @@ mod tests {
                     bridge: "br-a".into(),
                     subnets: vec!["10.1.0.0/24".parse().unwrap()],
                     internal: false,
+                    icc: false,
+                    masquerade: true,
                 },
                 NetworkRules {
                     bridge: "br-b".into(),
                     subnets: vec!["10.2.0.0/24".parse().unwrap()],
                     internal: true,
+                    icc: true,
+                    masquerade: true,
                 },
             ],
             ports: vec![PortRule {
@@ -332,6 +360,10 @@ mod tests {
             &[r#""op":"!=""#, r#""right":"br-b""#, "drop"]
         ));
         assert!(has("postrouting", &[r#""addr":"10.1.0.0""#, "masquerade"]));
+        // icc off: a → a dropped.
+        assert!(rules.iter().any(|(c, e)| c == "forward"
+            && e.matches(r#""right":"br-a""#).count() == 2
+            && e.contains("drop")));
         assert!(!has("postrouting", &[r#""addr":"10.2.0.0""#]));
         for chain in ["prerouting", "output"] {
             assert!(has(

@@ -122,6 +122,13 @@ impl Netlink {
             .map_err(|e| failed(&format!("add address {address}"), e))
     }
 
+    pub fn set_mtu(&self, index: u32, mtu: u32) -> Result<()> {
+        self.set(
+            LinkUnspec::new_with_index(index).mtu(mtu).build(),
+            "set link MTU",
+        )
+    }
+
     pub fn set_up(&self, index: u32) -> Result<()> {
         self.set(
             LinkUnspec::new_with_index(index).up().build(),

@@ -569,6 +569,48 @@ fn published_ports_isolation_and_internal_networks() {
     let (code, _, _) = d.docker(&["exec", "i1", "ping", "-c", "1", "-W", "1", "10.61.0.2"]);
     assert_ne!(code, 0, "internal reached left");
 
+    // Driver options: the MTU of every link, no traffic between members without icc;
+    // an option not applied is refused.
+    ok(
+        &d,
+        &[
+            "network",
+            "create",
+            "--subnet",
+            "10.64.0.0/24",
+            "-o",
+            "com.docker.network.driver.mtu=1400",
+            "-o",
+            "com.docker.network.bridge.enable_icc=false",
+            "quiet",
+        ],
+    );
+    for name in ["q1", "q2"] {
+        ok(
+            &d,
+            &[
+                "run",
+                "-d",
+                "--name",
+                name,
+                "--network",
+                "quiet",
+                "busybox:local",
+                "sleep",
+                "1000",
+            ],
+        );
+    }
+    let link = ok(&d, &["exec", "q1", "ip", "-o", "link", "show", "eth0"]);
+    assert!(link.contains("mtu 1400"), "{link}");
+    let (code, _, _) = d.docker(&["exec", "q1", "ping", "-c", "1", "-W", "1", "10.64.0.3"]);
+    assert_ne!(code, 0, "icc=false let members talk");
+    let (code, _, err) = d.docker(&["network", "create", "-o", "com.example.unknown=1", "odd"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not supported by the bridge driver"), "{err}");
+    ok(&d, &["rm", "-f", "q1", "q2"]);
+    ok(&d, &["network", "rm", "quiet"]);
+
     // Everything goes with the containers and networks: no DNAT rule, no link.
     ok(
         &d,

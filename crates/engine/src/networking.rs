@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use ipnet::IpNet;
 use polis_network::{bridge, netns, pools, AddressPool, Allocations, Endpoint, Family, Network};
@@ -68,15 +68,20 @@ pub struct Joined {
     pub namespace: Namespace,
     /// Its own addresses, for its /etc/hosts.
     pub addresses: Vec<IpAddr>,
+    /// Its network's embedded DNS server, for its /etc/resolv.conf; empty when the
+    /// network has none (the default bridge, host, none).
+    pub nameservers: Vec<IpAddr>,
 }
 
 pub struct Networks {
-    store: NetworkStore,
+    store: Arc<NetworkStore>,
     netns_dir: PathBuf,
     /// The default bridge's interface; None when the daemon runs without one.
     default_bridge: Option<String>,
     /// Serialises network creation and removal with attachments.
     lock: Mutex<()>,
+    /// The embedded DNS servers of the user's bridge networks, once `serve_dns` ran.
+    dns: polis_network::dns::Servers,
 }
 
 impl Networks {
@@ -88,10 +93,11 @@ impl Networks {
         let netns_dir = run_root.join("netns");
         std::fs::create_dir_all(&netns_dir).map_err(|e| Error::io("create", &netns_dir, e))?;
         let networks = Networks {
-            store,
+            store: Arc::new(store),
             netns_dir,
             default_bridge: default_bridge.map(str::to_string),
             lock: Mutex::new(()),
+            dns: Default::default(),
         };
         if let Some(name) = default_bridge {
             if networks.store.find(DEFAULT_NETWORK).is_err() {
@@ -125,6 +131,31 @@ impl Networks {
             bridge::sysctl("net/ipv4/ip_forward", "1").map_err(Error::Network)?;
         }
         Ok(networks)
+    }
+
+    /// Starts the embedded DNS server of every user bridge network, on the tokio runtime
+    /// of the caller's context; networks created later get theirs at create. Names
+    /// other than the containers' go to the nameservers of the daemon's
+    /// /etc/resolv.conf, read now. `running` says whether a container runs. The
+    /// networks whose server could not start are returned with why.
+    pub fn serve_dns(&self, running: polis_network::dns::Running) -> Vec<Error> {
+        let upstreams = match std::fs::read_to_string("/etc/resolv.conf") {
+            Ok(text) => polis_network::dns::upstreams(&text),
+            Err(_) => Vec::new(),
+        };
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = self.dns.enable(self.store.clone(), running, upstreams) {
+            return vec![Error::Network(e)];
+        }
+        let mut errors = Vec::new();
+        for net in self.store.list().unwrap_or_default() {
+            if has_dns(&net) {
+                if let Err(e) = self.dns.start(&net) {
+                    errors.push(Error::Network(e));
+                }
+            }
+        }
+        errors
     }
 
     fn new_record(&self, name: &str, driver: &str) -> Network {
@@ -262,9 +293,11 @@ impl Networks {
         );
         net.options = req.options;
         self.store.create(&net).map_err(Error::Network)?;
-        if let Err(e) =
-            bridge::ensure(&net).and_then(|()| bridge::sysctl("net/ipv4/ip_forward", "1"))
+        if let Err(e) = bridge::ensure(&net)
+            .and_then(|()| bridge::sysctl("net/ipv4/ip_forward", "1"))
+            .and_then(|()| self.dns.start(&net))
         {
+            self.dns.stop(&net.id);
             let _ = bridge::remove(&net);
             let _ = self.store.remove(&net.id);
             return Err(Error::Network(e));
@@ -289,6 +322,7 @@ impl Networks {
                 net.name, net.id
             )));
         }
+        self.dns.stop(&net.id);
         bridge::remove(&net).map_err(Error::Network)?;
         self.store.remove(&net.id).map_err(Error::Network)?;
         Ok(net)
@@ -333,6 +367,7 @@ impl Networks {
                 return Ok(Joined {
                     namespace: Namespace::Host,
                     addresses: Vec::new(),
+                    nameservers: Vec::new(),
                 })
             }
             "none" => return Ok(private()),
@@ -368,6 +403,7 @@ impl Networks {
         Ok(Joined {
             namespace: Namespace::Path(ns),
             addresses: [ep.ipv4, ep.ipv6].into_iter().flatten().collect(),
+            nameservers: self.dns.addresses(&net.id),
         })
     }
 
@@ -570,7 +606,14 @@ fn private() -> Joined {
     Joined {
         namespace: Namespace::Private,
         addresses: Vec::new(),
+        nameservers: Vec::new(),
     }
+}
+
+/// Whether `net` has an embedded DNS server: the user's bridge networks do, the default
+/// bridge does not (as Docker's).
+fn has_dns(net: &Network) -> bool {
+    net.driver == "bridge" && net.bridge.is_some() && net.name != DEFAULT_NETWORK
 }
 
 fn overlaps(a: &IpNet, b: &IpNet) -> bool {

@@ -95,8 +95,8 @@ impl Servers {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Serves `net` on its gateways (IPv6 too when it has it), replacing a server it had.
-    /// The sockets are bound before this returns, so an error is the caller's to see.
+    /// Serves `net` on its gateways (IPv6 too when it has it), replacing a server it had;
+    /// names of an internal network are not forwarded. The sockets are bound before this returns, so an error is the caller's to see.
     pub fn start(&self, net: &Network) -> Result<()> {
         let mut inner = self.lock();
         let Some((handle, shared)) = inner.context.clone() else {
@@ -119,6 +119,7 @@ impl Servers {
         let handler = Handler {
             network: net.id.clone(),
             shared,
+            forward: !net.internal,
         };
         let mut server = Server::new(handler);
         for s in udp {
@@ -171,8 +172,8 @@ fn bind(at: SocketAddr, typ: Type) -> Result<Socket> {
     } else {
         Protocol::TCP
     };
-    let socket = Socket::new(Domain::for_address(at), typ, Some(proto))
-        .map_err(|e| fail("create", e))?;
+    let socket =
+        Socket::new(Domain::for_address(at), typ, Some(proto)).map_err(|e| fail("create", e))?;
     socket
         .set_reuse_address(true)
         .map_err(|e| fail("set SO_REUSEADDR on", e))?;
@@ -184,7 +185,9 @@ fn bind(at: SocketAddr, typ: Type) -> Result<Socket> {
             .set_only_v6(true)
             .map_err(|e| fail("set IPV6_V6ONLY on", e))?;
     }
-    socket.set_nonblocking(true).map_err(|e| fail("set up", e))?;
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| fail("set up", e))?;
     socket.bind(&at.into()).map_err(|e| fail("bind", e))?;
     if typ == Type::STREAM {
         socket.listen(128).map_err(|e| fail("listen on", e))?;
@@ -195,6 +198,8 @@ fn bind(at: SocketAddr, typ: Type) -> Result<Socket> {
 struct Handler {
     network: String,
     shared: Arc<Shared>,
+    /// An internal network's names stay inside: nothing is sent to the host's resolvers.
+    forward: bool,
 }
 
 impl Shared {
@@ -275,7 +280,10 @@ impl RequestHandler for Handler {
             }
             _ => {
                 let tcp = request.protocol() == hickory_server::net::xfer::Protocol::Tcp;
-                let upstreams = &self.shared.upstreams;
+                let upstreams = match self.forward {
+                    true => &self.shared.upstreams[..],
+                    false => &[],
+                };
                 match forward::forward(request.as_slice(), tcp, upstreams).await {
                     Some(answer) => {
                         let answer: Message = answer;
@@ -309,7 +317,8 @@ async fn error<R: ResponseHandler>(
     mut response: R,
     code: ResponseCode,
 ) -> ResponseInfo {
-    let r = MessageResponseBuilder::from_message_request(request).error_msg(&request.metadata, code);
+    let r =
+        MessageResponseBuilder::from_message_request(request).error_msg(&request.metadata, code);
     response
         .send_response(r)
         .await

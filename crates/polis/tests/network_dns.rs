@@ -153,6 +153,63 @@ fn inspect(d: &Daemon, what: &str, format: &str) -> String {
     ok(d, &["inspect", "--format", format, what])
 }
 
+/// An A query for `name` to `server`:53 over TCP, sent from inside `ns`: the answer's
+/// response code and the IPv4 addresses it gives.
+fn tcp_query(ns: &NetNs, server: &str, name: &str) -> (u8, Vec<std::net::Ipv4Addr>) {
+    use std::io::{Read, Write};
+    let mut q = vec![0x12, 0x34, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let path = format!("/run/netns/{}", ns.name);
+    let server: IpAddr = server.parse().unwrap();
+    let answer = std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).unwrap();
+        nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let mut tcp =
+            std::net::TcpStream::connect_timeout(&(server, 53).into(), Duration::from_secs(3))
+                .unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&q);
+        tcp.write_all(&framed).unwrap();
+        let mut len = [0u8; 2];
+        tcp.read_exact(&mut len).unwrap();
+        let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        tcp.read_exact(&mut answer).unwrap();
+        answer
+    })
+    .join()
+    .unwrap();
+    assert_eq!(answer[..2], [0x12, 0x34], "{answer:?}");
+    // Answers follow the question; each starts with its name (labels or a pointer).
+    let skip_name = |mut i: usize| loop {
+        match answer.get(i) {
+            Some(0) => return i + 1,
+            Some(l) if l & 0xc0 == 0xc0 => return i + 2,
+            Some(l) => i += 1 + usize::from(*l),
+            None => return i,
+        }
+    };
+    let mut i = skip_name(12) + 4;
+    let mut addresses = Vec::new();
+    while i < answer.len() {
+        i = skip_name(i);
+        if i + 10 > answer.len() {
+            break;
+        }
+        let rdlen = usize::from(u16::from_be_bytes([answer[i + 8], answer[i + 9]]));
+        if answer[i + 1] == 1 && rdlen == 4 && i + 14 <= answer.len() {
+            let d = &answer[i + 10..i + 14];
+            addresses.push(std::net::Ipv4Addr::new(d[0], d[1], d[2], d[3]));
+        }
+        i += 10 + rdlen;
+    }
+    (answer[3] & 0x0f, addresses)
+}
+
 /// What listens on UDP port 53 in the daemon's namespace.
 fn dns_sockets(ns: &NetNs) -> String {
     let out = ns.command("ss").args(["-Hlnu"]).output().unwrap();
@@ -223,6 +280,11 @@ fn names_resolve_on_their_network_while_running() {
     assert!(
         code == 0 && out.contains(&b_ip),
         "api through fd00:61::1: {out}"
+    );
+    // And over TCP.
+    assert_eq!(
+        tcp_query(&ns, "10.61.0.1", "api"),
+        (0, vec![b_ip.parse().unwrap()])
     );
     // Reverse names of the network's containers.
     let (_, out, _) = nslookup(&d, "web", &[&b_ip]);

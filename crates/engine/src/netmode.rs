@@ -176,8 +176,9 @@ fn hosts_file(hostname: &str, addresses: &[IpAddr], extra: &str) -> String {
 
 /// The container's resolv.conf: the host's, without loopback name servers when the
 /// container has its own namespace (they cannot be reached from it; Google's are used if
-/// none is left, as Docker does), `--dns`, `--dns-search` and `--dns-option` replacing
-/// their lines.
+/// none is left, as Docker does); on a network with an embedded DNS server, that server
+/// in place of the host's name servers; `--dns`, `--dns-search` and `--dns-option`
+/// replacing their lines.
 fn resolv_conf(spec: &ContainerSpec, joined: &Joined) -> Result<String> {
     let host = match std::fs::read_to_string("/etc/resolv.conf") {
         Ok(t) => t,
@@ -204,7 +205,10 @@ fn resolv_conf(spec: &ContainerSpec, joined: &Joined) -> Result<String> {
             _ => {}
         }
     }
-    if servers.is_empty() && own_namespace {
+    if !joined.nameservers.is_empty() {
+        // The network's embedded DNS, which forwards what is not its own to the host's.
+        servers = joined.nameservers.iter().map(IpAddr::to_string).collect();
+    } else if servers.is_empty() && own_namespace {
         servers = vec!["8.8.8.8".into(), "8.8.4.4".into()];
     }
     let h = &spec.host;

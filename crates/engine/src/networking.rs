@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use ipnet::IpNet;
 use polis_network::firewall::{FirewallDriver, Nftables, Policy};
@@ -72,16 +72,21 @@ pub struct Joined {
     pub namespace: Namespace,
     /// Its own addresses, for its /etc/hosts.
     pub addresses: Vec<IpAddr>,
+    /// Its network's embedded DNS server, for its /etc/resolv.conf; empty when the
+    /// network has none (the default bridge, host, none).
+    pub nameservers: Vec<IpAddr>,
 }
 
 pub struct Networks {
-    store: NetworkStore,
+    store: Arc<NetworkStore>,
     netns_dir: PathBuf,
     /// The default bridge's interface; None when the daemon runs without one.
     default_bridge: Option<String>,
     /// Serialises network creation and removal with attachments.
     lock: Mutex<()>,
     firewall: Box<dyn FirewallDriver>,
+    /// The embedded DNS servers of the user's bridge networks, once `serve_dns` ran.
+    dns: polis_network::dns::Servers,
 }
 
 impl Networks {
@@ -93,11 +98,12 @@ impl Networks {
         let netns_dir = run_root.join("netns");
         std::fs::create_dir_all(&netns_dir).map_err(|e| Error::io("create", &netns_dir, e))?;
         let networks = Networks {
-            store,
+            store: Arc::new(store),
             netns_dir,
             default_bridge: default_bridge.map(str::to_string),
             lock: Mutex::new(()),
             firewall: Box::new(Nftables),
+            dns: Default::default(),
         };
         if let Some(name) = default_bridge {
             if networks.store.find(DEFAULT_NETWORK).is_err() {
@@ -132,6 +138,31 @@ impl Networks {
             networks.sync_firewall()?;
         }
         Ok(networks)
+    }
+
+    /// Starts the embedded DNS server of every user bridge network, on the tokio runtime
+    /// of the caller's context; networks created later get theirs at create. Names
+    /// other than the containers' go to the nameservers of the daemon's
+    /// /etc/resolv.conf, read now. `running` says whether a container runs. The
+    /// networks whose server could not start are returned with why.
+    pub fn serve_dns(&self, running: polis_network::dns::Running) -> Vec<Error> {
+        let upstreams = match std::fs::read_to_string("/etc/resolv.conf") {
+            Ok(text) => polis_network::dns::upstreams(&text),
+            Err(_) => Vec::new(),
+        };
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = self.dns.enable(self.store.clone(), running, upstreams) {
+            return vec![Error::Network(e)];
+        }
+        let mut errors = Vec::new();
+        for net in self.store.list().unwrap_or_default() {
+            if has_dns(&net) {
+                if let Err(e) = self.dns.start(&net) {
+                    errors.push(Error::Network(e));
+                }
+            }
+        }
+        errors
     }
 
     fn new_record(&self, name: &str, driver: &str) -> Network {
@@ -269,12 +300,17 @@ impl Networks {
         );
         net.options = req.options;
         self.store.create(&net).map_err(Error::Network)?;
-        if let Err(e) =
-            bridge::ensure(&net).and_then(|()| bridge::sysctl("net/ipv4/ip_forward", "1"))
-        {
+        let made = bridge::ensure(&net)
+            .and_then(|()| bridge::sysctl("net/ipv4/ip_forward", "1"))
+            .and_then(|()| self.dns.start(&net))
+            .map_err(Error::Network)
+            .and_then(|()| self.sync_firewall());
+        if let Err(e) = made {
+            self.dns.stop(&net.id);
             let _ = bridge::remove(&net);
             let _ = self.store.remove(&net.id);
-            return Err(Error::Network(e));
+            let _ = self.sync_firewall();
+            return Err(e);
         }
         Ok(net)
     }
@@ -296,6 +332,7 @@ impl Networks {
                 net.name, net.id
             )));
         }
+        self.dns.stop(&net.id);
         bridge::remove(&net).map_err(Error::Network)?;
         self.store.remove(&net.id).map_err(Error::Network)?;
         self.sync_firewall()?;
@@ -349,6 +386,7 @@ impl Networks {
                 return Ok(Joined {
                     namespace: Namespace::Host,
                     addresses: Vec::new(),
+                    nameservers: Vec::new(),
                 })
             }
             "none" => return Ok(private()),
@@ -403,6 +441,7 @@ impl Networks {
         Ok(Joined {
             namespace: Namespace::Path(ns),
             addresses: [ep.ipv4, ep.ipv6].into_iter().flatten().collect(),
+            nameservers: self.dns.addresses(&net.id),
         })
     }
 
@@ -463,15 +502,21 @@ impl Networks {
         } else {
             Namespace::Path(PathBuf::from(format!("/proc/{}/ns/net", state.pid)))
         };
-        let addresses = self
-            .endpoints_of(&target.id)?
+        let endpoints = self.endpoints_of(&target.id)?;
+        let addresses = endpoints
             .iter()
             .flat_map(|(_, ep)| [ep.ipv4, ep.ipv6])
             .flatten()
             .collect();
+        // The name servers are the other container's: its first network's DNS server.
+        let nameservers = endpoints
+            .first()
+            .map(|(net, _)| self.dns.addresses(&net.id))
+            .unwrap_or_default();
         Ok(Some(Joined {
             namespace,
             addresses,
+            nameservers,
         }))
     }
 
@@ -779,7 +824,14 @@ fn private() -> Joined {
     Joined {
         namespace: Namespace::Private,
         addresses: Vec::new(),
+        nameservers: Vec::new(),
     }
+}
+
+/// Whether `net` has an embedded DNS server: the user's bridge networks do, the default
+/// bridge does not (as Docker's).
+fn has_dns(net: &Network) -> bool {
+    net.driver == "bridge" && net.bridge.is_some() && net.name != DEFAULT_NETWORK
 }
 
 fn overlaps(a: &IpNet, b: &IpNet) -> bool {

@@ -2,6 +2,7 @@
 //! a new network gets by default, and the records of networks and their endpoints.
 
 pub mod bridge;
+pub mod dns;
 pub mod error;
 pub mod firewall;
 pub mod ipam;

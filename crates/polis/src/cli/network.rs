@@ -461,9 +461,10 @@ async fn remove(c: &Client, a: RmArgs) -> Result<()> {
         }
     }
     if failed {
+        // docker's status error without a message of its own.
         return Err(StatusError {
             code: 1,
-            message: String::new(),
+            message: "exit status 1".into(),
         }
         .into());
     }

@@ -12,6 +12,8 @@ mod format;
 mod images;
 mod list;
 mod login;
+mod netopts;
+mod network;
 mod opts;
 mod progress;
 mod pull;
@@ -101,6 +103,10 @@ pub enum ClientCommand {
     Stats(stats::StatsArgs),
     /// Manage containers.
     Container(ContainerArgs),
+    /// Manage networks.
+    Network(network::NetworkArgs),
+    /// List port mappings or a specific mapping for the container.
+    Port(network::PortArgs),
 }
 
 #[derive(Args)]
@@ -162,6 +168,8 @@ enum ContainerCommand {
     Stats(stats::StatsArgs),
     /// Remove all stopped containers.
     Prune(containers::PruneArgs),
+    /// List port mappings or a specific mapping for the container.
+    Port(network::PortArgs),
 }
 
 /// An exit with a code of its own (docker's `StatusError`): the message, when there is
@@ -322,6 +330,8 @@ async fn run(host: &str, command: ClientCommand) -> anyhow::Result<()> {
         C::Diff(a) => changes::diff(&c, a).await,
         C::Stats(a) => stats::stats(&c, a).await,
         C::Container(ContainerArgs { command }) => container(&c, command).await,
+        C::Network(a) => network::network(&c, a).await,
+        C::Port(a) => network::port(&c, a).await,
     }
 }
 
@@ -352,5 +362,6 @@ async fn container(c: &client::Client, command: ContainerCommand) -> anyhow::Res
         K::Diff(a) => changes::diff(c, a).await,
         K::Stats(a) => stats::stats(c, a).await,
         K::Prune(a) => containers::prune(c, a).await,
+        K::Port(a) => network::port(c, a).await,
     }
 }

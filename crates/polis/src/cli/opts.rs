@@ -8,6 +8,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::{json, Map, Value};
 
+use super::netopts;
+
 /// Flags shared by `run` and `create`.
 #[derive(Args, Debug, Default)]
 pub struct ContainerFlags {
@@ -124,6 +126,39 @@ pub struct ContainerFlags {
     /// Connect a container to a network.
     #[arg(long, alias = "net", value_name = "network")]
     network: Option<String>,
+    /// Add network-scoped alias for the container.
+    #[arg(long = "network-alias", alias = "net-alias", value_name = "list")]
+    network_alias: Vec<String>,
+    /// IPv4 address (e.g., 172.30.100.104).
+    #[arg(long, value_name = "string")]
+    ip: Option<String>,
+    /// IPv6 address (e.g., 2001:db8::33).
+    #[arg(long, value_name = "string")]
+    ip6: Option<String>,
+    /// Container MAC address (e.g., 92:d0:c6:0a:29:33).
+    #[arg(long = "mac-address", value_name = "string")]
+    mac_address: Option<String>,
+    /// Publish a container's port(s) to the host.
+    #[arg(short = 'p', long, value_name = "list")]
+    publish: Vec<String>,
+    /// Publish all exposed ports to random ports.
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
+    /// Expose a port or a range of ports.
+    #[arg(long, value_name = "list")]
+    expose: Vec<String>,
+    /// Set custom DNS servers.
+    #[arg(long, value_name = "list", value_parser = netopts::parse_dns)]
+    dns: Vec<String>,
+    /// Set custom DNS search domains.
+    #[arg(long = "dns-search", value_name = "list", value_parser = netopts::parse_dns_search)]
+    dns_search: Vec<String>,
+    /// Set DNS options.
+    #[arg(long = "dns-option", alias = "dns-opt", value_name = "list")]
+    dns_option: Vec<String>,
+    /// Add a custom host-to-IP mapping (host:ip).
+    #[arg(long = "add-host", value_name = "list", value_parser = netopts::parse_extra_host)]
+    add_host: Vec<String>,
     /// Bind mount a volume.
     #[arg(short = 'v', long, value_name = "list")]
     volume: Vec<String>,
@@ -199,7 +234,19 @@ impl ContainerFlags {
                 self.pull
             );
         }
+        if let Some(mac) = &self.mac_address {
+            if !netopts::valid_mac(mac) {
+                bail!("{mac} is not a valid mac address");
+            }
+        }
         let attach_stdin = self.attach_stream("stdin");
+        let mut ports = netopts::Ports::default();
+        for spec in &self.publish {
+            netopts::add_publish(&mut ports, spec).map_err(anyhow::Error::msg)?;
+        }
+        for spec in &self.expose {
+            netopts::add_expose(&mut ports, spec).map_err(anyhow::Error::msg)?;
+        }
         let mut env = Vec::new();
         for file in &self.env_file {
             env.extend(read_kv_file(file, true)?);
@@ -258,7 +305,7 @@ impl ContainerFlags {
                 "Config": log_config,
             },
             "NetworkMode": self.network.clone().unwrap_or_else(|| "default".into()),
-            "PortBindings": {},
+            "PortBindings": ports.bindings,
             "RestartPolicy": { "Name": restart.0, "MaximumRetryCount": restart.1 },
             "AutoRemove": self.rm,
             "VolumeDriver": "",
@@ -267,10 +314,10 @@ impl ContainerFlags {
             "CapAdd": cap_add,
             "CapDrop": cap_drop,
             "CgroupnsMode": "",
-            "Dns": [],
-            "DnsOptions": [],
-            "DnsSearch": [],
-            "ExtraHosts": null,
+            "Dns": self.dns,
+            "DnsOptions": self.dns_option,
+            "DnsSearch": self.dns_search,
+            "ExtraHosts": if self.add_host.is_empty() { Value::Null } else { json!(self.add_host) },
             "GroupAdd": null,
             "IpcMode": "",
             "Cgroup": "",
@@ -278,7 +325,7 @@ impl ContainerFlags {
             "OomScoreAdj": 0,
             "PidMode": "",
             "Privileged": self.privileged,
-            "PublishAllPorts": false,
+            "PublishAllPorts": self.publish_all,
             "ReadonlyRootfs": self.read_only,
             "SecurityOpt": if security_opt.is_empty() { Value::Null } else { json!(security_opt) },
             "UTSMode": "",
@@ -340,16 +387,7 @@ impl ContainerFlags {
             extra.insert("Init".into(), json!(init));
         }
 
-        let endpoints = if self.network.is_none() {
-            json!({ "default": {
-                "IPAMConfig": null, "Links": null, "Aliases": null, "MacAddress": "",
-                "DriverOpts": null, "GwPriority": 0, "NetworkID": "", "EndpointID": "",
-                "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
-                "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": null,
-            }})
-        } else {
-            json!({})
-        };
+        let endpoints = self.endpoints()?;
         let mut body = json!({
             "Hostname": self.hostname.clone().unwrap_or_default(),
             "Domainname": "",
@@ -372,6 +410,9 @@ impl ContainerFlags {
             "NetworkingConfig": { "EndpointsConfig": endpoints },
         });
         let top = body.as_object_mut().expect("a JSON object");
+        if !ports.exposed.is_empty() {
+            top.insert("ExposedPorts".into(), json!(ports.exposed));
+        }
         if let Some(s) = self.stop_signal.as_ref().filter(|s| !s.is_empty()) {
             top.insert("StopSignal".into(), json!(s));
         }
@@ -379,6 +420,49 @@ impl ContainerFlags {
             top.insert("StopTimeout".into(), json!(t));
         }
         Ok(body)
+    }
+}
+
+/// Whether docker counts `mode` as a network of the user's (not default, bridge, host,
+/// none or another container's).
+pub fn user_defined_network(mode: &str) -> bool {
+    !matches!(mode, "default" | "bridge" | "host" | "none") && !mode.starts_with("container:")
+}
+
+impl ContainerFlags {
+    /// `NetworkingConfig.EndpointsConfig`: the network's endpoint with `--ip`, `--ip6`,
+    /// `--network-alias` and `--mac-address`; an endpoint with nothing set is left out
+    /// for a named network, as docker leaves it out.
+    fn endpoints(&self) -> Result<Value> {
+        let target = self.network.as_deref().unwrap_or("default");
+        if target.trim().is_empty() {
+            bail!("no name set for network");
+        }
+        if !user_defined_network(target) && !self.network_alias.is_empty() {
+            bail!("network-scoped aliases are only supported for user-defined networks");
+        }
+        let mut ipam = Map::new();
+        if let Some(ip) = self.ip.as_ref().filter(|ip| !ip.is_empty()) {
+            ipam.insert("IPv4Address".into(), json!(ip));
+        }
+        if let Some(ip) = self.ip6.as_ref().filter(|ip| !ip.is_empty()) {
+            ipam.insert("IPv6Address".into(), json!(ip));
+        }
+        let mac = self.mac_address.clone().unwrap_or_default();
+        let empty = ipam.is_empty() && self.network_alias.is_empty() && mac.is_empty();
+        if self.network.is_some() && empty {
+            return Ok(json!({}));
+        }
+        let endpoint = json!({
+            "IPAMConfig": if ipam.is_empty() { Value::Null } else { Value::Object(ipam) },
+            "Links": null,
+            "Aliases": if self.network_alias.is_empty() { Value::Null } else { json!(self.network_alias) },
+            "MacAddress": mac,
+            "DriverOpts": null, "GwPriority": 0, "NetworkID": "", "EndpointID": "",
+            "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
+            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": null,
+        });
+        Ok(json!({ target: endpoint }))
     }
 }
 

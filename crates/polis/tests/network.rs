@@ -214,7 +214,7 @@ fn user_networks_addresses_and_cleanup() {
 
 #[test]
 fn default_bridge_none_host_and_ipv6() {
-    let (_ns, d) = start("net-default");
+    let (ns, d) = start("net-default");
     // The default network: Docker's 172.17.0.0/16, the gateway as default route.
     let out = ok(
         &d,
@@ -378,7 +378,50 @@ fn default_bridge_none_host_and_ipv6() {
         ],
     );
     assert_eq!(members, "2");
-    ok(&d, &["rm", "-f", "s1", "s2"]);
+    // A port published over IPv6: the namespace's own IPv6 address reaches it.
+    let added = ns
+        .command("ip")
+        .args(["-6", "addr", "add", "fd99::1/64", "dev", "veth0", "nodad"])
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{added:?}");
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web6",
+            "--network",
+            "six",
+            "-p",
+            "8086:80",
+            "busybox:local",
+            "sh",
+            "-c",
+            "mkdir /www && echo six > /www/i && httpd -f -p 80 -h /www",
+        ],
+    );
+    let mut got = String::new();
+    for _ in 0..30 {
+        let out = ns
+            .command("curl")
+            .args(["-s", "--max-time", "3", "-g", "http://[fd99::1]:8086/i"])
+            .output()
+            .unwrap();
+        got = String::from_utf8_lossy(&out.stdout).into_owned();
+        if got == "six\n" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(got, "six\n");
+    let ports = ok(&d, &["port", "web6", "80"]);
+    assert!(
+        ports.contains("0.0.0.0:8086") && ports.contains("[::]:8086"),
+        "{ports}"
+    );
+    ok(&d, &["rm", "-f", "s1", "s2", "web6"]);
     ok(&d, &["network", "rm", "six"]);
 }
 

@@ -29,6 +29,18 @@ impl Filters {
     }
 
     /// Docker's refusal of a key the endpoint does not know.
+    /// The `filters` query parameter, parsed and checked against the `accepted` keys;
+    /// Docker's 400 otherwise.
+    pub fn from_query(
+        q: &std::collections::HashMap<String, String>,
+        accepted: &[&str],
+    ) -> Result<Filters, axum::response::Response> {
+        let bad = |e: String| crate::versioning::error(axum::http::StatusCode::BAD_REQUEST, e);
+        let filters = Filters::parse(q.get("filters").map(String::as_str)).map_err(bad)?;
+        filters.validate(accepted).map_err(bad)?;
+        Ok(filters)
+    }
+
     pub fn validate(&self, accepted: &[&str]) -> Result<(), String> {
         match self.0.keys().find(|k| !accepted.contains(&k.as_str())) {
             Some(k) => Err(format!("invalid filter '{k}'")),

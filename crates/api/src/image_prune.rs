@@ -33,13 +33,10 @@ pub async fn prune(
     State(state): State<Arc<AppState>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let filters = match Filters::parse(q.get("filters").map(String::as_str)) {
+    let filters = match Filters::from_query(&q, &["dangling", "label", "label!", "until"]) {
         Ok(f) => f,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        Err(r) => return r,
     };
-    if let Err(e) = filters.validate(&["dangling", "label", "label!", "until"]) {
-        return error(StatusCode::BAD_REQUEST, e);
-    }
     let dangling_only = match dangling_filter(&filters, &["true", "1"], &["false", "0"]) {
         Ok(d) => d.unwrap_or(true),
         Err(e) => return error(StatusCode::BAD_REQUEST, e),

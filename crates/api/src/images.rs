@@ -137,13 +137,11 @@ pub async fn list(
     State(state): State<Arc<AppState>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let filters = match Filters::parse(q.get("filters").map(String::as_str)) {
-        Ok(f) => f,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
-    };
-    if let Err(e) = filters.validate(&["dangling", "label", "before", "since", "reference"]) {
-        return error(StatusCode::BAD_REQUEST, e);
-    }
+    let filters =
+        match Filters::from_query(&q, &["dangling", "label", "before", "since", "reference"]) {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
     let dangling = match dangling_filter(&filters, &["true"], &["false"]) {
         Ok(d) => d,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),

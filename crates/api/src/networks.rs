@@ -84,15 +84,11 @@ pub async fn list(
     State(state): State<Arc<AppState>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let filters = match Filters::parse(q.get("filters").map(String::as_str)) {
+    let accepted = ["name", "id", "driver", "label", "type", "dangling", "scope"];
+    let filters = match Filters::from_query(&q, &accepted) {
         Ok(f) => f,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        Err(r) => return r,
     };
-    if let Err(e) =
-        filters.validate(&["name", "id", "driver", "label", "type", "dangling", "scope"])
-    {
-        return error(StatusCode::BAD_REQUEST, e);
-    }
     let st = state.clone();
     let all = match blocking(move || st.networks.list()).await {
         Ok(a) => a,
@@ -155,7 +151,6 @@ pub struct CreateBody {
     labels: Option<BTreeMap<String, String>>,
     config_from: Option<Value>,
     scope: String,
-    check_duplicate: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -223,7 +218,7 @@ pub async fn create(State(state): State<Arc<AppState>>, body: axum::body::Bytes)
             format!("{what} is not supported by this daemon"),
         );
     }
-    let _ = body.check_duplicate;
+    // CheckDuplicate needs nothing: a name is never given twice.
     let req = CreateNetwork {
         name: body.name,
         driver: if body.driver.is_empty() {
@@ -272,13 +267,10 @@ pub async fn prune(
     State(state): State<Arc<AppState>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let filters = match Filters::parse(q.get("filters").map(String::as_str)) {
+    let filters = match Filters::from_query(&q, &["until", "label", "label!"]) {
         Ok(f) => f,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        Err(r) => return r,
     };
-    if let Err(e) = filters.validate(&["until", "label", "label!"]) {
-        return error(StatusCode::BAD_REQUEST, e);
-    }
     let until = match crate::filters::until(&filters) {
         Ok(u) => u,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
@@ -316,18 +308,25 @@ pub struct ConnectBody {
     force: bool,
 }
 
+/// A connect or disconnect body, and the container it names.
+fn connect_request(
+    state: &AppState,
+    body: &[u8],
+) -> Result<(ConnectBody, polis_engine::containers::Container), Response> {
+    let body: ConnectBody = serde_json::from_slice(body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")))?;
+    let c = find(state, &body.container)?;
+    Ok((body, c))
+}
+
 /// `POST /networks/{id}/connect`.
 pub async fn connect(
     State(state): State<Arc<AppState>>,
     Path(key): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let body: ConnectBody = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
-    };
-    let c = match find(&state, &body.container) {
-        Ok(c) => c,
+    let (body, c) = match connect_request(&state, &body) {
+        Ok(found) => found,
         Err(r) => return r,
     };
     let ep = body.endpoint_config.unwrap_or_default();
@@ -363,17 +362,14 @@ pub async fn disconnect(
     Path(key): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let body: ConnectBody = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
-    };
-    let _ = body.force;
-    let c = match find(&state, &body.container) {
-        Ok(c) => c,
+    let (body, c) = match connect_request(&state, &body) {
+        Ok(found) => found,
         Err(r) => return r,
     };
     let st = state.clone();
-    match blocking(move || st.networks.disconnect(&c.id, &c.name, &key)).await {
+    // Forced, a container that is not (or no longer) on the network is no error.
+    let force = body.force;
+    match blocking(move || st.networks.disconnect(&c.id, &c.name, &key, force)).await {
         Ok(()) => StatusCode::OK.into_response(),
         Err(r) => r,
     }

@@ -33,13 +33,10 @@ pub async fn prune(
     State(state): State<Arc<AppState>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let filters = match Filters::parse(q.get("filters").map(String::as_str)) {
+    let filters = match Filters::from_query(&q, &["label", "label!", "until"]) {
         Ok(f) => f,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        Err(r) => return r,
     };
-    if let Err(e) = filters.validate(&["label", "label!", "until"]) {
-        return error(StatusCode::BAD_REQUEST, e);
-    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

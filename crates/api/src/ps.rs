@@ -206,13 +206,10 @@ pub async fn list(
     let mut all = flag("all");
     let size = flag("size");
     let limit: i64 = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(-1);
-    let filters = match Filters::parse(q.get("filters").map(String::as_str)) {
+    let filters = match Filters::from_query(&q, &ACCEPTED) {
         Ok(f) => f,
-        Err(e) => return bad(e),
+        Err(r) => return r,
     };
-    if let Err(e) = filters.validate(&ACCEPTED) {
-        return bad(e);
-    }
     let mut exited = Vec::new();
     for v in filters.values("exited") {
         match v.parse::<i32>() {

@@ -614,11 +614,15 @@ impl Networks {
         Ok(ep)
     }
 
-    /// `docker network disconnect`: takes the container off one network.
-    pub fn disconnect(&self, id: &str, name: &str, network: &str) -> Result<()> {
+    /// `docker network disconnect [-f]`: takes the container off one network (forced:
+    /// nothing to do is no error).
+    pub fn disconnect(&self, id: &str, name: &str, network: &str, force: bool) -> Result<()> {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let net = self.store.find(network).map_err(Error::Network)?;
         let Some(ep) = net.endpoints.get(id) else {
+            if force {
+                return Ok(());
+            }
             return Err(Error::Forbidden(format!(
                 "container {name} is not connected to network {}",
                 net.name

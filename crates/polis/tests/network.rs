@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::daemon::{import_busybox, Daemon, DaemonOptions};
-use common::netns::NetNs;
+use common::daemon::Daemon;
+use common::netns::{daemon_in_netns, NetNs};
 
 fn ok(d: &Daemon, args: &[&str]) -> String {
     let (code, out, err) = d.docker(args);
@@ -29,16 +29,7 @@ fn links(ns: &NetNs) -> Vec<String> {
 }
 
 fn start(name: &str) -> (NetNs, Daemon) {
-    let ns = NetNs::new(name, "10.199.0.1/16");
-    let d = Daemon::start_with(
-        name,
-        &DaemonOptions {
-            netns: Some(&ns.name),
-            ..DaemonOptions::default()
-        },
-    );
-    import_busybox(&d);
-    (ns, d)
+    daemon_in_netns(name, "10.199.0.1/16")
 }
 
 #[test]

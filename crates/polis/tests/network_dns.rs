@@ -10,8 +10,8 @@ use std::net::{IpAddr, UdpSocket};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use common::daemon::{import_busybox, Daemon, DaemonOptions};
-use common::netns::NetNs;
+use common::daemon::Daemon;
+use common::netns::{daemon_in_netns, NetNs};
 
 /// The one name the fake upstream resolver knows, and its address.
 const UPSTREAM_NAME: &str = "upstream.polis.test";
@@ -24,16 +24,7 @@ fn ok(d: &Daemon, args: &[&str]) -> String {
 }
 
 fn start(name: &str) -> (NetNs, Daemon) {
-    let ns = NetNs::new(name, "10.198.0.1/16");
-    let d = Daemon::start_with(
-        name,
-        &DaemonOptions {
-            netns: Some(&ns.name),
-            ..DaemonOptions::default()
-        },
-    );
-    import_busybox(&d);
-    (ns, d)
+    daemon_in_netns(name, "10.198.0.1/16")
 }
 
 /// The nameservers of this host's /etc/resolv.conf: those the daemon forwards to.

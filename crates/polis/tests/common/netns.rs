@@ -6,6 +6,8 @@
 
 use std::process::Command;
 
+use super::daemon::{import_busybox, Daemon, DaemonOptions};
+
 pub struct NetNs {
     pub name: String,
 }
@@ -50,4 +52,19 @@ impl Drop for NetNs {
             .args(["netns", "del", &self.name])
             .output();
     }
+}
+
+/// A namespace `polis-NAME-PID` holding `address`, and polisd (with busybox:local)
+/// running in it. Drop order: the daemon goes first, then the namespace.
+pub fn daemon_in_netns(name: &str, address: &str) -> (NetNs, Daemon) {
+    let ns = NetNs::new(name, address);
+    let d = Daemon::start_with(
+        name,
+        &DaemonOptions {
+            netns: Some(&ns.name),
+            ..DaemonOptions::default()
+        },
+    );
+    import_busybox(&d);
+    (ns, d)
 }

@@ -23,6 +23,9 @@ const PARALLEL_DOWNLOADS: usize = 3;
 /// How often "Extracting" progress is reported, in bytes of the (compressed) blob.
 const PROGRESS_STEP: u64 = 512 * 1024;
 
+/// A verified layer: its record and, when it was unpacked, its staged files.
+type Verified = (LayerRecord, Option<Box<dyn StagedLayer>>);
+
 /// What the workers tell the pull's thread.
 enum Event {
     Progress(PullProgress),
@@ -31,7 +34,7 @@ enum Event {
     Extracting(usize, u64, u64),
     /// Layer `i` verified: unpacked and waiting to be committed, or checked (its snapshot
     /// exists already).
-    Ready(usize, Result<(LayerRecord, Option<Box<dyn StagedLayer>>)>),
+    Ready(usize, Result<Verified>),
 }
 
 /// Where the in-order part of a pull stands: layers below `next` are snapshots.
@@ -39,7 +42,7 @@ struct InOrder {
     next: usize,
     /// The last "Extracting" progress of a layer above `next`, not shown yet.
     held: Vec<Option<(u64, u64)>>,
-    ready: Vec<Option<(LayerRecord, Option<Box<dyn StagedLayer>>)>>,
+    ready: Vec<Option<Verified>>,
     records: Vec<Option<LayerRecord>>,
     /// Snapshots this pull made, bottom first.
     made: Vec<Digest>,

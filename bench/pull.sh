@@ -14,7 +14,8 @@
 # is small and its speed would dominate); everything is removed afterwards.
 #
 # Environment: RUNS (default 5), LAYER_MB (default 60), POLIS_BIN,
-# POLIS_DYNAMIC=1 (see bench/build-polis.sh), SKIP_PODMAN=1.
+# POLIS_DYNAMIC=1 (see bench/build-polis.sh), SKIP_PODMAN=1,
+# PERF_DATA=FILE (`perf record -g` of polisd during one more pull, into FILE).
 set -euo pipefail
 
 if [[ -z "${POLIS_BENCH_IN_NS:-}" ]]; then
@@ -167,6 +168,11 @@ for n in "${PEERS[@]}"; do
         /usr/bin/time -f "$n %M" -a -o "$OUT/rss" ${PULL[$n]} >/dev/null
     fi
 done
+
+if [[ -n "${PERF_DATA:-}" ]]; then
+    bash -c "${EMPTY[polis]}"
+    perf record -q -F 1999 -g -o "$PERF_DATA" -p "$POLISD" -- ${PULL[polis]} >/dev/null
+fi
 
 # Each pull really downloaded: what each destination holds after the last one.
 echo "stored after a pull (MB): polis $(du -sm "$T/polis/root" | cut -f1)," \

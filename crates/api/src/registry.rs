@@ -98,17 +98,18 @@ pub async fn pull(
             let _ = events.send(Ok(Message::Progress(p)));
         };
         // Layers are unpacked (and so checked) before the image is recorded, as Docker does.
-        let unpacker = polis_engine::layers::PullUnpacker {
-            layout: &state.layout,
-        };
-        let pulled = store.pull(
-            &rt,
-            &reference,
-            credentials.as_ref(),
-            &platform,
-            &unpacker,
-            &mut send,
-        );
+        let pulled = polis_engine::layers::PullUnpacker::new(&state.layout)
+            .map_err(|e| ImageError::Unpack(e.to_string()))
+            .and_then(|unpacker| {
+                store.pull(
+                    &rt,
+                    &reference,
+                    credentials.as_ref(),
+                    &platform,
+                    &unpacker,
+                    &mut send,
+                )
+            });
         if let Err(e) = pulled {
             let _ = tx.send(Err(e));
         }

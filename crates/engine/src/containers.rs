@@ -246,7 +246,7 @@ pub fn create(
         let snapshots = layout.snapshotter()?;
         let collection = crate::snapshot_gc::create_guard();
         // Pulled images have their snapshots already; loaded or imported ones get them now.
-        let (top, _) = crate::layers::unpack(&snapshots, &layers, None)?;
+        let (top, _) = crate::layers::unpack(&snapshots, &layers)?;
         let rootfs = layout.bundle(&id).join("rootfs");
         std::fs::create_dir_all(&rootfs).map_err(|e| Error::io("create", &rootfs, e))?;
         for m in snapshots.prepare(&id, &top).map_err(Error::Storage)? {

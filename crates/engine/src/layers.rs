@@ -1,56 +1,31 @@
 //! An image's layers unpacked into snapshots keyed by chain ID: at pull, where a hostile
-//! layer is refused before the image exists (with Docker's "Extracting" progress), and
-//! at create, for images that came in without a pull (load, import, commit).
+//! layer is refused before the image exists (the pull drives the order and the progress,
+//! see `polis_image::LayerUnpacker`), and at create, for images that came in without a
+//! pull (load, import, commit).
 
 use std::io::Read;
 
-use polis_image::{LayerInfo, LayerUnpacker, PullProgress, UndoUnpack};
+use polis_image::{Digest, LayerInfo, LayerUnpacker, StagedLayer};
 use polis_storage::Snapshotter;
 
 use crate::containers::Layout;
 use crate::error::{Error, Result};
 
-/// How often "Extracting" progress is reported, in bytes of the (compressed) blob.
-const PROGRESS_STEP: u64 = 512 * 1024;
-
-/// What an unpack reports about layer `i`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Event {
-    /// Bytes of the blob read so far, of its size.
-    Extracting(u64, u64),
-    /// The layer has its snapshot; `extracted` when this unpack made it.
-    Done { extracted: bool },
-}
-
 /// Unpacks the layers that have no snapshot yet, bottom first, and returns the image's
 /// top chain ID and the chain IDs of the snapshots it made. On error, those it made are
 /// removed again.
-pub fn unpack(
-    snapshots: &Snapshotter,
-    layers: &[LayerInfo],
-    mut progress: Option<&mut dyn FnMut(usize, Event)>,
-) -> Result<(String, Vec<String>)> {
+pub fn unpack(snapshots: &Snapshotter, layers: &[LayerInfo]) -> Result<(String, Vec<String>)> {
     let mut made = Vec::new();
     let mut parent: Option<String> = None;
-    for (i, layer) in layers.iter().enumerate() {
+    for layer in layers {
         let diff_id = layer.diff_id.as_str();
         let chain = polis_storage::chain_id(parent.as_deref(), diff_id);
-        let extracted = !snapshots.has(&chain);
-        if extracted {
+        if !snapshots.has(&chain) {
             let result = std::fs::File::open(&layer.path)
                 .map_err(|e| Error::io("open", &layer.path, e))
                 .and_then(|blob| {
-                    let reader = Counted {
-                        inner: blob,
-                        done: 0,
-                        reported: 0,
-                        total: layer.size,
-                        report: progress
-                            .as_mut()
-                            .map(|p| move |d, t| p(i, Event::Extracting(d, t))),
-                    };
                     snapshots
-                        .commit_layer_verified(parent.as_deref(), diff_id, reader)
+                        .commit_layer_verified(parent.as_deref(), diff_id, blob)
                         .map_err(|e| refused(layer, e))
                 });
             match result {
@@ -60,9 +35,6 @@ pub fn unpack(
                     return Err(e);
                 }
             }
-        }
-        if let Some(p) = progress.as_mut() {
-            p(i, Event::Done { extracted });
         }
         parent = Some(chain);
     }
@@ -100,59 +72,73 @@ fn refused(layer: &LayerInfo, e: polis_storage::Error) -> Error {
     ))
 }
 
-/// The blob as it is read, reporting how far.
-struct Counted<R, F> {
-    inner: R,
-    done: u64,
-    reported: u64,
-    total: u64,
-    report: Option<F>,
-}
-
-impl<R: Read, F: FnMut(u64, u64)> Read for Counted<R, F> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.done += n as u64;
-        if let Some(report) = self.report.as_mut() {
-            if n > 0 && (self.done - self.reported >= PROGRESS_STEP || self.done == self.total) {
-                self.reported = self.done;
-                report(self.done, self.total);
-            }
-        }
-        Ok(n)
-    }
+fn image_error(e: Error) -> polis_image::Error {
+    polis_image::Error::Unpack(e.to_string())
 }
 
 /// Unpacks a pull's layers into the engine's snapshots.
-pub struct PullUnpacker<'a> {
-    pub layout: &'a Layout,
+pub struct PullUnpacker {
+    snapshots: Snapshotter,
 }
 
-impl LayerUnpacker for PullUnpacker<'_> {
-    fn unpack(
+impl PullUnpacker {
+    pub fn new(layout: &Layout) -> Result<Self> {
+        Ok(PullUnpacker {
+            snapshots: layout.snapshotter()?,
+        })
+    }
+}
+
+impl LayerUnpacker for PullUnpacker {
+    fn has(&self, chain_id: &Digest) -> bool {
+        self.snapshots.has(chain_id.as_str())
+    }
+
+    fn stage(
         &self,
-        layers: &[LayerInfo],
-        downloaded: &[bool],
-        progress: &mut dyn FnMut(PullProgress),
-    ) -> polis_image::Result<UndoUnpack> {
-        let failed = |e: Error| polis_image::Error::Unpack(e.to_string());
-        let snapshots = self.layout.snapshotter().map_err(failed)?;
-        let mut report = |i: usize, event: Event| {
-            let short = &layers[i].digest.hex()[..12];
-            let p = match event {
-                Event::Extracting(done, total) => PullProgress {
-                    progress: Some((done, total)),
-                    ..PullProgress::new(Some(short), "Extracting")
-                },
-                Event::Done { extracted } if extracted || downloaded[i] => {
-                    PullProgress::new(Some(short), "Pull complete")
-                }
-                // A layer that was here already said so ("Already exists") at the start.
-                Event::Done { .. } => return,
-            };
-            progress(p);
-        };
-        let (_, made) = unpack(&snapshots, layers, Some(&mut report)).map_err(failed)?;
-        Ok(Box::new(move || discard(&snapshots, &made)))
+        layer: &LayerInfo,
+        blob: &mut dyn Read,
+    ) -> polis_image::Result<Box<dyn StagedLayer>> {
+        let staged = self
+            .snapshots
+            .stage_layer(Some(layer.diff_id.as_str()), blob)
+            .map_err(|e| image_error(refused(layer, e)))?;
+        Ok(Box::new(Staged {
+            snapshots: self.snapshots.clone(),
+            layer: layer.clone(),
+            staged,
+        }))
+    }
+
+    fn discard(&self, chain_ids: &[Digest]) {
+        for chain in chain_ids {
+            let _ = self.snapshots.remove_snapshot(chain.as_str());
+        }
+    }
+}
+
+/// A pulled layer unpacked in the staging area.
+struct Staged {
+    snapshots: Snapshotter,
+    layer: LayerInfo,
+    staged: polis_storage::StagedLayer,
+}
+
+impl StagedLayer for Staged {
+    fn tar_bytes(&self) -> u64 {
+        self.staged.tar_bytes()
+    }
+
+    fn commit(self: Box<Self>, parent: Option<&Digest>) -> polis_image::Result<(Digest, bool)> {
+        let Staged {
+            snapshots,
+            layer,
+            staged,
+        } = *self;
+        let (chain, made) = snapshots
+            .commit_staged(parent.map(Digest::as_str), staged)
+            .map_err(|e| image_error(refused(&layer, e)))?;
+        let chain = Digest::parse(&chain).map_err(|e| image_error(Error::Image(e)))?;
+        Ok((chain, made))
     }
 }

@@ -388,11 +388,7 @@ impl ImageStore {
     /// Reads a stored layer blob through: a tar (after decompression) whose digest is
     /// the `expected` diff ID.
     pub(crate) fn check_layer(&self, blob: &Digest, expected: &Digest) -> Result<LayerRecord> {
-        let path = self.content.path(blob);
-        let file = self.content.open_blob(blob)?;
-        let mut head = [0u8; 6];
-        let n = read_up_to(&file, &mut head).map_err(|e| Error::io("read", &path, e))?;
-        let compression = detect_compression(&head[..n], &format!("layer {blob}"))?;
+        let compression = self.layer_compression(blob)?;
         let file = self.content.open_blob(blob)?;
         let plain = decompressed(BufReader::new(file), &format!("layer {blob}"))?;
         let mut hashing = HashingReader::new(plain);
@@ -407,16 +403,21 @@ impl ImageStore {
         }
         Ok(LayerRecord {
             digest: blob.clone(),
-            media_type: match compression {
-                Compression::Gzip => MEDIA_LAYER_GZIP,
-                Compression::Zstd => MEDIA_LAYER_ZSTD,
-                Compression::None => MEDIA_LAYER_TAR,
-            }
-            .to_string(),
+            media_type: layer_media_type(compression).to_string(),
             size: self.content.size(blob)?,
             diff_id,
             uncompressed_size,
         })
+    }
+
+    /// How a stored layer blob is compressed, from its first bytes; refuses the kinds
+    /// that cannot be read (bzip2, xz).
+    pub(crate) fn layer_compression(&self, blob: &Digest) -> Result<Compression> {
+        let path = self.content.path(blob);
+        let file = self.content.open_blob(blob)?;
+        let mut head = [0u8; 6];
+        let n = read_up_to(&file, &mut head).map_err(|e| Error::io("read", &path, e))?;
+        detect_compression(&head[..n], &format!("layer {blob}"))
     }
 
     /// `docker save`: writes the images `names` designate as one archive with both
@@ -575,6 +576,15 @@ mod erased {
 fn blob_member(digest: &str) -> Result<String> {
     let d = Digest::parse(digest)?;
     Ok(format!("blobs/sha256/{}", d.hex()))
+}
+
+/// The media type recorded for a layer blob compressed so.
+pub(crate) fn layer_media_type(compression: Compression) -> &'static str {
+    match compression {
+        Compression::Gzip => MEDIA_LAYER_GZIP,
+        Compression::Zstd => MEDIA_LAYER_ZSTD,
+        Compression::None => MEDIA_LAYER_TAR,
+    }
 }
 
 fn read_up_to(mut file: &std::fs::File, buf: &mut [u8]) -> io::Result<usize> {

@@ -15,6 +15,7 @@ mod fetch;
 mod import;
 pub mod lease;
 mod pull;
+mod pull_layers;
 mod push;
 pub mod reference;
 pub mod registry;
@@ -34,4 +35,4 @@ pub use store::{
     chain_ids, short_id, GcReport, HistoryItem, ImageId, ImageInspect, ImageRecord, ImageStore,
     ImageSummary, ImageUser, InspectRootFs, LayerInfo, LayerRecord, Removal, Removed,
 };
-pub use unpacker::{LayerUnpacker, UndoUnpack};
+pub use unpacker::{LayerUnpacker, StagedLayer};

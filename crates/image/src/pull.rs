@@ -1,12 +1,11 @@
 //! `docker pull`: the manifest (through an index, for the wanted platform), the config and
 //! the layers are streamed from the registry into the content store, each blob verified
-//! against its digest while it is written; the layers are checked against the config's
-//! diff IDs before the image is indexed. A failed pull leaves no blob it created behind.
+//! against its digest while it is written; the layers are unpacked (checked against the
+//! config's diff IDs as they are) before the image is indexed, see [`crate::pull_layers`].
+//! A failed pull leaves no blob or snapshot it created behind.
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
 
 use serde_json::Value;
 use tokio::runtime::Handle;
@@ -17,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::fetch;
 use crate::reference::Reference;
 use crate::registry::{self, Credentials};
-use crate::store::{ImageId, ImageRecord, ImageStore, LayerInfo, LayerRecord};
+use crate::store::{ImageId, ImageRecord, ImageStore};
 use crate::unpacker::LayerUnpacker;
 
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -40,8 +39,6 @@ const LAYER_TYPES: &[&str] = &[
 ];
 /// Manifests and configs are small; anything bigger is refused before it is read.
 const MAX_METADATA_SIZE: u64 = 8 << 20;
-/// Layers downloaded at once, as dockerd's default `max-concurrent-downloads`.
-const PARALLEL_DOWNLOADS: usize = 3;
 
 /// An `os/architecture[/variant]` to pick from an image index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,7 +221,7 @@ impl Remote<'_> {
 
 impl ImageStore {
     /// Pulls `reference` (normalised, with a tag or a digest) into the store; `unpacker`
-    /// unpacks the verified layers before the image is recorded. Runs on a blocking
+    /// unpacks the layers (and so verifies them) before the image is recorded. Runs on a blocking
     /// thread: the network I/O is driven on `rt`.
     pub fn pull(
         &self,
@@ -395,114 +392,37 @@ impl ImageStore {
                 layers.len()
             )));
         }
-        // Only the missing layers are downloaded (and reported); every layer is checked.
-        let records = self.fetch_layers(remote, &layers, &missing, &diff_ids, progress, created)?;
-        let infos: Vec<LayerInfo> = records
-            .iter()
-            .map(|l| LayerInfo {
-                path: self.content.path(&l.digest),
-                media_type: l.media_type.clone(),
-                digest: l.digest.clone(),
-                diff_id: l.diff_id.clone(),
-                size: l.size,
-            })
-            .collect();
-        let undo = unpacker.unpack(&infos, &missing, progress)?;
-
-        let m = self
+        // Only the missing layers are downloaded (and reported); every layer is unpacked
+        // (which checks it) or, when its snapshot exists, checked.
+        let (records, made) = self.fetch_layers(
+            remote, &layers, &missing, &diff_ids, unpacker, progress, created,
+        )?;
+        let recorded = self
             .content
-            .ingest(&mut manifest_bytes.as_slice(), Some(&manifest_digest))?;
-        if m.created {
-            created.insert(m.digest);
-        }
-        let rec = ImageRecord {
-            id: config.digest.clone(),
-            manifest_digest,
-            manifest_media_type: media_type,
-            size: records.iter().map(|l| l.uncompressed_size).sum(),
-            layers: records,
-            created: image_config.created.clone(),
-        };
-        if let Err(e) = self.commit_image(&rec, &refs) {
-            undo();
-            return Err(e);
-        }
-        Ok(finish(remote, rec.id, repo_digest, previous, progress))
-    }
-
-    /// Downloads the `missing` layers, up to [`PARALLEL_DOWNLOADS`] at a time, and checks
-    /// every layer against its diff ID as soon as it is there (while others still
-    /// download). Progress is reported from this thread; the first error stops the rest.
-    fn fetch_layers(
-        &self,
-        remote: &Remote<'_>,
-        layers: &[Descriptor],
-        missing: &[bool],
-        diff_ids: &[Digest],
-        progress: &mut dyn FnMut(PullProgress),
-        created: &mut HashSet<Digest>,
-    ) -> Result<Vec<LayerRecord>> {
-        enum Event {
-            Progress(PullProgress),
-            Created(Digest),
-            Checked(usize, Result<LayerRecord>),
-        }
-        let next = AtomicUsize::new(0);
-        let abort = AtomicBool::new(false);
-        let mut records: Vec<Option<LayerRecord>> = layers.iter().map(|_| None).collect();
-        let mut first_error = None;
-        std::thread::scope(|scope| {
-            let (tx, rx) = mpsc::channel::<Event>();
-            for _ in 0..PARALLEL_DOWNLOADS.min(layers.len()) {
-                let tx = tx.clone();
-                let (next, abort) = (&next, &abort);
-                scope.spawn(move || loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= layers.len() || abort.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let l = &layers[i];
-                    let result = if missing[i] {
-                        let mut report = |p| {
-                            let _ = tx.send(Event::Progress(p));
-                        };
-                        self.fetch_blob(remote, l, "layer", Some(&mut report), Some(abort))
-                            .map(|ingested| {
-                                if ingested.created {
-                                    let _ = tx.send(Event::Created(ingested.digest));
-                                }
-                                report(PullProgress::new(Some(l.short()), "Verifying Checksum"));
-                                report(PullProgress::new(Some(l.short()), "Download complete"));
-                            })
-                    } else {
-                        Ok(())
-                    };
-                    let result = result.and_then(|()| self.check_layer(&l.digest, &diff_ids[i]));
-                    let _ = tx.send(Event::Checked(i, result));
-                });
-            }
-            drop(tx);
-            for event in rx {
-                match event {
-                    Event::Progress(p) => progress(p),
-                    Event::Created(d) => {
-                        created.insert(d);
-                    }
-                    Event::Checked(i, Ok(r)) => records[i] = Some(r),
-                    Event::Checked(_, Err(e)) => {
-                        abort.store(true, Ordering::Relaxed);
-                        first_error.get_or_insert(e);
-                    }
+            .ingest(&mut manifest_bytes.as_slice(), Some(&manifest_digest))
+            .and_then(|m| {
+                if m.created {
+                    created.insert(m.digest);
                 }
+                let rec = ImageRecord {
+                    id: config.digest.clone(),
+                    manifest_digest,
+                    manifest_media_type: media_type,
+                    size: records.iter().map(|l| l.uncompressed_size).sum(),
+                    layers: records,
+                    created: image_config.created.clone(),
+                };
+                self.commit_image(&rec, &refs).map(|()| rec)
+            });
+        let rec = match recorded {
+            Ok(rec) => rec,
+            Err(e) => {
+                let made: Vec<Digest> = made.into_iter().rev().collect();
+                unpacker.discard(&made);
+                return Err(e);
             }
-        });
-        if let Some(e) = first_error {
-            return Err(e);
-        }
-        Ok(records
-            .into_iter()
-            .map(|r| r.expect("every layer checked"))
-            .collect())
+        };
+        Ok(finish(remote, rec.id, repo_digest, previous, progress))
     }
 }
 

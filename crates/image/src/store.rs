@@ -158,11 +158,16 @@ pub struct Removal {
 /// The OCI chain IDs of `layers` (bottom first): the first diff ID, then
 /// `sha256(parent chain + " " + diff ID)`. Snapshots are keyed by them.
 pub fn chain_ids(layers: &[LayerRecord]) -> Vec<Digest> {
-    let mut out: Vec<Digest> = Vec::with_capacity(layers.len());
-    for l in layers {
+    chain_ids_of(layers.iter().map(|l| &l.diff_id))
+}
+
+/// The chain IDs of layers with these diff IDs, bottom first.
+pub(crate) fn chain_ids_of<'a>(diff_ids: impl IntoIterator<Item = &'a Digest>) -> Vec<Digest> {
+    let mut out: Vec<Digest> = Vec::new();
+    for diff_id in diff_ids {
         let chain = match out.last() {
-            None => l.diff_id.clone(),
-            Some(parent) => Digest::of(format!("{parent} {}", l.diff_id).as_bytes()),
+            None => diff_id.clone(),
+            Some(parent) => Digest::of(format!("{parent} {diff_id}").as_bytes()),
         };
         out.push(chain);
     }

@@ -92,7 +92,7 @@ fn rmi_of_a_pulled_tag_takes_its_digest_layers_and_snapshots() {
             &name,
         ],
     );
-    // The pull unpacked the layer into a snapshot, which outlives a container on it.
+    // The pull unpacked the layer into a snapshot; a container on it leaves it there.
     assert_eq!(snapshots(&d).len(), 1);
     ok(&d, &["run", "--rm", &name, "true"]);
     assert_eq!(snapshots(&d).len(), 1);
@@ -400,6 +400,7 @@ fn big_tar(dir: &Path, size: usize) -> PathBuf {
     let mut h = tar::Header::new_gnu();
     h.set_size(data.len() as u64);
     h.set_mode(0o644);
+    // Owner and time too: a pull unpacks the layer, and refuses empty numeric fields.
     h.set_uid(0);
     h.set_gid(0);
     h.set_mtime(0);

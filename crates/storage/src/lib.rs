@@ -15,6 +15,7 @@ pub use diff::diff;
 pub use error::{Error, Result};
 pub use mount::{unmount, Mount};
 pub use snapshot::{
-    chain_id, disk_usage, sha256_digest, ContainerInfo, SnapshotInfo, Snapshotter, Usage,
+    chain_id, disk_usage, sha256_digest, ContainerInfo, SnapshotInfo, Snapshotter, StagedLayer,
+    Usage,
 };
 pub use unpack::{decompress, unpack, UnpackOptions, Unpacked};

@@ -67,6 +67,28 @@ pub struct Usage {
     pub inodes: u64,
 }
 
+/// A layer unpacked and verified in the staging area, not yet a snapshot; its files go
+/// when it is dropped uncommitted.
+#[derive(Debug)]
+pub struct StagedLayer {
+    dir: PathBuf,
+    guard: RemoveOnDrop,
+    diff_id: String,
+    tar_bytes: u64,
+}
+
+impl StagedLayer {
+    /// `sha256:<hex>` of the uncompressed tar.
+    pub fn diff_id(&self) -> &str {
+        &self.diff_id
+    }
+
+    /// Size of the uncompressed tar.
+    pub fn tar_bytes(&self) -> u64 {
+        self.tar_bytes
+    }
+}
+
 /// Computes an OCI chain ID: the diff ID for the first layer, otherwise
 /// `sha256(parent_chain + " " + diff_id)`.
 pub fn chain_id(parent: Option<&str>, diff_id: &str) -> String {
@@ -285,15 +307,34 @@ impl Snapshotter {
         expected_diff_id: Option<&str>,
         layer: impl Read,
     ) -> Result<(String, String)> {
+        // Checked first too, so a missing parent fails before the layer is unpacked.
         if let Some(parent) = parent_chain {
             self.require(parent)?;
+        }
+        let staged = self.stage_layer(expected_diff_id, layer)?;
+        let diff_id = staged.diff_id.clone();
+        let (chain, _) = self.commit_staged(parent_chain, staged)?;
+        Ok((chain, diff_id))
+    }
+
+    /// Unpacks `layer` into the staging area, refusing it when its content is not
+    /// `expected_diff_id`. Needs no parent: layers of one image can be staged side by side
+    /// and committed bottom first with [`Snapshotter::commit_staged`]. Dropping the result
+    /// removes the staged files.
+    pub fn stage_layer(
+        &self,
+        expected_diff_id: Option<&str>,
+        layer: impl Read,
+    ) -> Result<StagedLayer> {
+        if let Some(expected) = expected_diff_id {
+            digest_hex(expected)?;
         }
         let n = STAGING_COUNTER.fetch_add(1, Ordering::Relaxed);
         let staged = self
             .root
             .join("staging")
             .join(format!("{}-{n}", std::process::id()));
-        let mut guard = RemoveOnDrop::new(&staged);
+        let guard = RemoveOnDrop::new(&staged);
         // A layer that cannot fit is refused before it fills the disk for everyone else.
         let staging = self.root.join("staging");
         let free = free_bytes(&staging)?;
@@ -317,11 +358,26 @@ impl Snapshotter {
                 )));
             }
         }
-        let chain = chain_id(parent_chain, &unpacked.diff_id);
+        Ok(StagedLayer {
+            dir: staged,
+            guard,
+            diff_id: unpacked.diff_id,
+            tar_bytes: unpacked.tar_bytes,
+        })
+    }
 
+    /// Makes a staged layer the snapshot on top of `parent_chain`, which must exist, and
+    /// returns its chain ID and whether this call made it (false: it existed already, and
+    /// the staged files are dropped).
+    pub fn commit_staged(
+        &self,
+        parent_chain: Option<&str>,
+        mut staged: StagedLayer,
+    ) -> Result<(String, bool)> {
+        let chain = chain_id(parent_chain, &staged.diff_id);
         let _lock = self.lock()?;
         if self.lookup(&chain)?.is_some() {
-            return Ok((chain, unpacked.diff_id));
+            return Ok((chain, false));
         }
         // The parent may have been removed while the layer was unpacking.
         let parent_id = match parent_chain {
@@ -332,7 +388,7 @@ impl Snapshotter {
         let info = SnapshotInfo {
             id,
             chain_id: chain.clone(),
-            diff_id: unpacked.diff_id.clone(),
+            diff_id: staged.diff_id.clone(),
             parent: parent_chain.map(str::to_string),
             parent_id,
             children: Vec::new(),
@@ -343,8 +399,8 @@ impl Snapshotter {
         std::fs::create_dir(&tmp_dir).map_err(|e| Error::io("mkdir", &tmp_dir, e))?;
         let mut tmp_guard = RemoveOnDrop::new(&tmp_dir);
         let fs = tmp_dir.join("fs");
-        std::fs::rename(&staged, &fs).map_err(|e| Error::io("rename", &fs, e))?;
-        guard.disarm();
+        std::fs::rename(&staged.dir, &fs).map_err(|e| Error::io("rename", &fs, e))?;
+        staged.guard.disarm();
         write_json_atomic(&tmp_dir.join("info.json"), &info)?;
         std::fs::rename(&tmp_dir, &final_dir).map_err(|e| Error::io("rename", &final_dir, e))?;
         tmp_guard.disarm();
@@ -357,7 +413,7 @@ impl Snapshotter {
         std::os::unix::fs::symlink(id.to_string(), &link_tmp)
             .map_err(|e| Error::io("symlink", &link_tmp, e))?;
         std::fs::rename(&link_tmp, &link).map_err(|e| Error::io("rename", &link, e))?;
-        Ok((chain, unpacked.diff_id))
+        Ok((chain, true))
     }
 
     fn next_id(&self) -> Result<u64> {

@@ -94,6 +94,7 @@ fn staging_path(target: &Path) -> Result<PathBuf> {
 }
 
 /// Removes a directory tree when dropped, unless disarmed.
+#[derive(Debug)]
 pub(crate) struct RemoveOnDrop(Option<PathBuf>);
 
 impl RemoveOnDrop {

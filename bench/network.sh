@@ -125,14 +125,15 @@ for n in "${ENGINES[@]}"; do
     ip -n "$ns" link set veth1 up
 done
 
-in_ns polis "$POLIS_BIN" daemon --root "$T/polis/root" --run-root "$T/polis/run" \
+# nsenter execs the daemon: $! is the daemon's pid.
+nsenter --net="/run/netns/${NS[polis]}" -- "$POLIS_BIN" daemon --root "$T/polis/root" --run-root "$T/polis/run" \
     -H "unix://$T/polis.sock" 2>"$T/polisd.log" &
 PIDS+=($!)
 wait_socket "$T/polis.sock" "$T/polisd.log"
 if [[ " ${ENGINES[*]} " == *" docker "* ]]; then
     # Docker's defaults: iptables, the docker0 bridge and its userland proxy for
     # connections from 127.0.0.1; all of it inside its own namespace.
-    in_ns docker dockerd --data-root "$T/docker/data" --exec-root "$T/docker/exec" \
+    nsenter --net="/run/netns/${NS[docker]}" -- dockerd --data-root "$T/docker/data" --exec-root "$T/docker/exec" \
         -H "unix://$T/docker.sock" --pidfile "$T/docker/dockerd.pid" \
         --cgroup-parent /polis/bench-docker >"$T/dockerd.log" 2>&1 &
     PIDS+=($!)
@@ -146,7 +147,8 @@ fi
 "$REPO/tests/lib/busybox-rootfs.sh" "$T/rootfs" >/dev/null
 tar -C "$T/rootfs" -cf "$T/busybox.tar" .
 for n in "${ENGINES[@]}"; do
-    ${CLI[$n]} import "$T/busybox.tar" bench/busybox:latest >/dev/null
+    ${CLI[$n]} import "$T/busybox.tar" bench/busybox:latest >"$T/import-$n.log" 2>&1 ||
+        { cat "$T/import-$n.log" >&2; exit 1; }
 done
 
 # --- servers ------------------------------------------------------------------------
@@ -163,7 +165,7 @@ declare -A CIP
 for n in "${ENGINES[@]}"; do
     ${CLI[$n]} run -d --name bench-iperf -p 5201:5201 ${RUN_OPTS[$n]} \
         -v /usr:/usr:ro -v /lib:/lib:ro -v /lib64:/lib64:ro \
-        bench/busybox /usr/bin/iperf3 -s -p 5201 >/dev/null
+        bench/busybox /usr/bin/iperf3 -s -p 5201 --forceflush >/dev/null
     ${CLI[$n]} run -d --name bench-httpd -p 8080:80 ${RUN_OPTS[$n]} bench/busybox sh -c \
         'mkdir -p /www && echo hello > /www/index.html && echo ready && exec httpd -f -p 80 -h /www' \
         >/dev/null

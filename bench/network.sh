@@ -77,6 +77,10 @@ declare -A RUN_OPTS=(
 # `rm -f`: podman would wait 10 s for the servers (pid 1 ignores SIGTERM) before killing.
 declare -A RM=([polis]="rm -f" [docker]="rm -f" [podman]="rm -f -t 0")
 PIDS=()
+# netavark keeps its address allocations in /run/containers/networks whatever podman's
+# --runroot: removed at exit when this run made it.
+NETAVARK_RUN=/run/containers/networks
+[[ -e $NETAVARK_RUN ]] && NETAVARK_RUN_OURS="" || NETAVARK_RUN_OURS=1
 
 cleanup() {
     set +e
@@ -98,6 +102,10 @@ cleanup() {
     for n in "${ENGINES[@]}"; do
         [[ -e /run/netns/${NS[$n]} ]] && ip netns del "${NS[$n]}"
     done
+    if [[ -n $NETAVARK_RUN_OURS ]]; then
+        rm -rf "$NETAVARK_RUN"
+        rmdir /run/containers 2>/dev/null
+    fi
     rm -rf "$T"
 }
 trap cleanup EXIT

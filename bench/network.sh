@@ -81,6 +81,7 @@ PIDS=()
 # --runroot: removed at exit when this run made it.
 NETAVARK_RUN=/run/containers/networks
 [[ -e $NETAVARK_RUN ]] && NETAVARK_RUN_OURS="" || NETAVARK_RUN_OURS=1
+[[ -e /run/containers ]] && RUN_CONTAINERS_OURS="" || RUN_CONTAINERS_OURS=1
 
 cleanup() {
     set +e
@@ -104,7 +105,7 @@ cleanup() {
     done
     if [[ -n $NETAVARK_RUN_OURS ]]; then
         rm -rf "$NETAVARK_RUN"
-        rmdir /run/containers 2>/dev/null
+        [[ -n $RUN_CONTAINERS_OURS ]] && rmdir /run/containers 2>/dev/null
     fi
     rm -rf "$T"
 }

@@ -305,7 +305,7 @@ if "docker" in engines:
         p, d = med(tp.get(("polis", t), [])), med(tp.get(("docker", t), []))
         if p and d:
             print(f"  throughput via {t}: polis {p:.2f} / docker {d:.2f} Gbit/s = {p / d:.2f} "
-                  f"{'met' if p >= d else 'MISSED by %.0f %%' % ((1 - p / d) * 100)}")
+                  f"{'met' if p >= d else 'MISSED by %.1f %%' % ((1 - p / d) * 100)}")
 print(f"  start: {added['polis']:.1f} ms added "
       f"{'met' if added['polis'] < 10 else 'MISSED by %.1f ms' % (added['polis'] - 10)}")
 EOF

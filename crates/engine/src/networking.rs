@@ -85,6 +85,8 @@ pub struct Networks {
     /// Serialises network creation and removal with attachments.
     lock: Mutex<()>,
     firewall: Box<dyn FirewallDriver>,
+    /// The policy the firewall holds, once applied by this daemon.
+    applied: Mutex<Option<Policy>>,
     /// The embedded DNS servers of the user's bridge networks, once `serve_dns` ran.
     dns: polis_network::dns::Servers,
 }
@@ -103,6 +105,7 @@ impl Networks {
             default_bridge: default_bridge.map(str::to_string),
             lock: Mutex::new(()),
             firewall: Box::new(Nftables),
+            applied: Mutex::new(None),
             dns: Default::default(),
         };
         if let Some(name) = default_bridge {
@@ -340,11 +343,20 @@ impl Networks {
     }
 
     /// Makes the firewall match the networks' records.
+    /// Only when the policy changed (most containers publish nothing): an `nft` run is
+    /// the dearest step of a container's start.
     fn sync_firewall(&self) -> Result<()> {
         let all = self.store.list().map_err(Error::Network)?;
-        self.firewall
-            .apply(&Policy::of(&all))
-            .map_err(Error::Network)
+        let policy = Policy::of(&all);
+        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        if applied.as_ref() == Some(&policy) {
+            return Ok(());
+        }
+        // Unknown until it succeeds: a failed apply may have changed part of it.
+        *applied = None;
+        self.firewall.apply(&policy).map_err(Error::Network)?;
+        *applied = Some(policy);
+        Ok(())
     }
 
     /// The subnets of every network, so a new one overlaps none.
@@ -642,17 +654,28 @@ impl Networks {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut first = None;
         let mut had_endpoints = false;
+        let mut unplugged = Vec::new();
         for net in self.store.list().map_err(Error::Network)? {
             let Some(ep) = net.endpoints.get(id) else {
                 continue;
             };
             had_endpoints = true;
-            if let Err(e) = bridge::disconnect(ep) {
-                first.get_or_insert(Error::Network(e));
-            }
+            unplugged.push(ep.clone());
             if let Err(e) = self.store.update(&net.id, |n| Ok(n.detach(id))) {
                 first.get_or_insert(Error::Network(e));
             }
+        }
+        // Deleting a veth waits for the kernel (some 20 ms): done after `rm` returns.
+        // With the namespace gone the kernel drops the pair anyway; this is for a
+        // namespace still held by another process.
+        if !unplugged.is_empty() {
+            std::thread::spawn(move || {
+                for ep in unplugged {
+                    if let Err(e) = bridge::disconnect(&ep) {
+                        tracing::warn!(error = %e, endpoint = %ep.id, "veth not deleted");
+                    }
+                }
+            });
         }
         if let Err(e) = netns::remove(&self.namespace_path(id)) {
             first.get_or_insert(Error::Network(e));

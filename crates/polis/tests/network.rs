@@ -28,6 +28,23 @@ fn links(ns: &NetNs) -> Vec<String> {
         .collect()
 }
 
+/// Only the namespace's own links and the default bridge remain, once the veths
+/// deleted in the background after `rm` are gone (within 3 s).
+fn assert_no_links_left(ns: &NetNs) {
+    let mut left = Vec::new();
+    for _ in 0..30 {
+        left = links(ns)
+            .into_iter()
+            .filter(|l| !["lo", "veth0", "veth1", "polis0"].contains(&l.as_str()))
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("links left: {left:?}");
+}
+
 fn start(name: &str) -> (NetNs, Daemon) {
     daemon_in_netns(name, "10.199.0.1/16")
 }
@@ -190,11 +207,7 @@ fn user_networks_addresses_and_cleanup() {
     assert!(err.contains("pre-defined network"), "{err}");
     ok(&d, &["rm", "-f", "ca", "cb", "cc"]);
     ok(&d, &["network", "rm", "front", "back"]);
-    let left: Vec<String> = links(&ns)
-        .into_iter()
-        .filter(|l| !["lo", "veth0", "veth1", "polis0"].contains(&l.as_str()))
-        .collect();
-    assert!(left.is_empty(), "links left: {left:?}");
+    assert_no_links_left(&ns);
     let netns_files: Vec<_> = std::fs::read_dir(d.dir.join("run/netns"))
         .unwrap()
         .flatten()
@@ -659,11 +672,7 @@ fn published_ports_isolation_and_internal_networks() {
     let rules = String::from_utf8_lossy(&rules.stdout);
     assert!(!rules.contains("dport"), "{rules}");
     assert!(!rules.contains("br-"), "{rules}");
-    let left: Vec<String> = links(&ns)
-        .into_iter()
-        .filter(|l| !["lo", "veth0", "veth1", "polis0"].contains(&l.as_str()))
-        .collect();
-    assert!(left.is_empty(), "links left: {left:?}");
+    assert_no_links_left(&ns);
 }
 
 #[test]
@@ -756,11 +765,7 @@ fn crash_and_lost_namespaces_are_recovered() {
         ok(&d, &["rm", "-f", c]);
     }
     ok(&d, &["network", "rm", "mesh"]);
-    let left: Vec<String> = links(&ns)
-        .into_iter()
-        .filter(|l| !["lo", "veth0", "veth1", "polis0"].contains(&l.as_str()))
-        .collect();
-    assert!(left.is_empty(), "links left: {left:?}");
+    assert_no_links_left(&ns);
     let files: Vec<_> = std::fs::read_dir(d.dir.join("run/netns"))
         .unwrap()
         .flatten()

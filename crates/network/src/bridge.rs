@@ -98,33 +98,25 @@ pub fn connect(
 ) -> Result<()> {
     let bridge = bridge_name(net)?.to_string();
     let host = host_veth(ep);
-    let peer = format!("vp{}", &ep.id[..12.min(ep.id.len())]);
     let ns = std::fs::File::open(ns_path)
         .map_err(|e| Error::System(format!("open {}: {e}", ns_path.display())))?;
     let mtu = mtu(net)?;
+    let mac = parse_mac(&ep.mac)?;
+    // The container's end is made inside its namespace under its final name.
     let made = with_netlink(|nl| {
         let bridge_index = nl.index(&bridge)?.ok_or_else(|| {
             Error::NotFound(format!("bridge {bridge} of network {} not found", net.name))
         })?;
-        nl.add_veth(&host, &peer)?;
+        nl.add_veth_into(&host, ifname, &ns, Some(mac), mtu)?;
         let host_index = nl
             .index(&host)?
             .ok_or_else(|| Error::NotFound(host.clone()))?;
-        let peer_index = nl
-            .index(&peer)?
-            .ok_or_else(|| Error::NotFound(peer.clone()))?;
-        if let Some(m) = mtu {
-            nl.set_mtu(host_index, m)?;
-            nl.set_mtu(peer_index, m)?;
-        }
-        nl.attach_to_bridge(host_index, bridge_index)?;
-        nl.move_to(peer_index, &ns)
+        nl.attach_to_bridge(host_index, bridge_index)
     });
     if let Err(e) = made {
         let _ = with_netlink(|nl| nl.delete(&host));
         return Err(e);
     }
-    let mac = parse_mac(&ep.mac)?;
     let addresses: Vec<IpNet> = [(ep.ipv4, net.ipv4.as_ref()), (ep.ipv6, net.ipv6.as_ref())]
         .into_iter()
         .filter_map(|(ip, f)| IpNet::new(ip?, f?.pool.subnet.prefix_len()).ok())
@@ -147,9 +139,9 @@ pub fn connect(
             nl.set_up(lo)?;
         }
         let index = nl
-            .index(&peer)?
-            .ok_or_else(|| Error::NotFound(peer.clone()))?;
-        nl.configure(index, ifname, Some(mac))?;
+            .index(ifname)?
+            .ok_or_else(|| Error::NotFound(ifname.to_string()))?;
+        nl.set_up(index)?;
         if ep.ipv6.is_some() {
             sysctl(&format!("net/ipv6/conf/{ifname}/disable_ipv6"), "0")?;
         }

@@ -8,7 +8,7 @@ use std::os::fd::AsRawFd;
 use futures_util::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
-use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
+use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkMessage};
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use tokio::runtime::Runtime;
 
@@ -142,15 +142,31 @@ impl Netlink {
             .map_err(|e| failed(what, e))
     }
 
-    /// Creates the veth pair `host` — `peer`.
-    pub fn add_veth(&self, host: &str, peer: &str) -> Result<()> {
+    /// Creates the veth pair `host` — `peer` with `peer` made directly inside the
+    /// namespace open as `ns` (moving a link between namespaces makes the kernel wait
+    /// for an RCU grace period, tens of milliseconds), with its MAC and MTU.
+    pub fn add_veth_into(
+        &self,
+        host: &str,
+        peer: &str,
+        ns: &std::fs::File,
+        mac: Option<[u8; 6]>,
+        mtu: Option<u32>,
+    ) -> Result<()> {
+        let mut inside = LinkUnspec::new_with_name(peer).setns_by_fd(ns.as_raw_fd());
+        if let Some(mac) = mac {
+            inside = inside.address(mac.to_vec());
+        }
+        if let Some(m) = mtu {
+            inside = inside.mtu(m);
+        }
+        let mut pair =
+            LinkVeth::new(host, peer).set_info_data(InfoData::Veth(InfoVeth::Peer(inside.build())));
+        if let Some(m) = mtu {
+            pair = pair.mtu(m);
+        }
         self.rt
-            .block_on(
-                self.handle
-                    .link()
-                    .add(LinkVeth::new(host, peer).build())
-                    .execute(),
-            )
+            .block_on(self.handle.link().add(pair.build()).execute())
             .map_err(|e| failed(&format!("create veth pair {host}"), e))
     }
 
@@ -163,26 +179,6 @@ impl Netlink {
                 .build(),
             "attach link to bridge",
         )
-    }
-
-    /// Moves link `index` into the network namespace open as `ns`.
-    pub fn move_to(&self, index: u32, ns: &std::fs::File) -> Result<()> {
-        self.set(
-            LinkUnspec::new_with_index(index)
-                .setns_by_fd(ns.as_raw_fd())
-                .build(),
-            "move link into the container's network namespace",
-        )
-    }
-
-    /// Renames link `index` (down) to `name`, sets its MAC address and brings it up.
-    pub fn configure(&self, index: u32, name: &str, mac: Option<[u8; 6]>) -> Result<()> {
-        let mut msg = LinkUnspec::new_with_index(index).name(name.to_string());
-        if let Some(mac) = mac {
-            msg = msg.address(mac.to_vec());
-        }
-        self.set(msg.build(), &format!("rename link to {name}"))?;
-        self.set_up(index)
     }
 
     /// Adds a default route through `gateway`, out of link `index`.

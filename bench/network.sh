@@ -314,4 +314,6 @@ if [[ -s $OUT/errors ]]; then
     echo "failed measurements:"
     cat "$OUT/errors"
 fi
-[[ -s $OUT/podman-backend ]] && echo "podman network backend: $(cat "$OUT/podman-backend")"
+if [[ -s $OUT/podman-backend ]]; then
+    echo "podman network backend: $(cat "$OUT/podman-backend")"
+fi

@@ -8,37 +8,16 @@ mod common;
 
 use common::daemon::{import_busybox, Daemon};
 use common::faultproxy::{BlobServer, Fault, FaultProxy};
-use common::registry::{docker, ok, Registry};
+use common::registry::{docker, ok, store_blobs, Registry};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// Every file in the daemon's blob directory, temporary ingest files included.
-fn store_files(d: &Daemon) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![d.dir.join("root")];
-    while let Some(dir) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.parent().is_some_and(|p| p.ends_with("blobs/sha256")) {
-                out.push(p.file_name().unwrap().to_string_lossy().into_owned());
-            }
-        }
-    }
-    out.sort();
-    out
-}
 
 /// Removes the image `name` designates with all its references, and checks that its
 /// blobs are gone.
 fn remove_image(d: &Daemon, name: &str) {
     let id = ok(d, &["image", "inspect", "-f", "{{.Id}}", name]);
     ok(d, &["rmi", "-f", id.trim()]);
-    assert_eq!(store_files(d), Vec::<String>::new());
+    assert_eq!(store_blobs(d), Vec::<String>::new());
 }
 
 /// The digest and size of the only (or first) layer of `name:tag` in `reg`.
@@ -97,7 +76,7 @@ fn cut_streams_and_unavailable_registry() {
         "every retry resumes at the cut"
     );
     assert_eq!(
-        store_files(&d),
+        store_blobs(&d),
         Vec::<String>::new(),
         "no blob, no temp file"
     );
@@ -128,7 +107,7 @@ fn cut_streams_and_unavailable_registry() {
     );
     assert_eq!(proxy.gets(&layer), 2);
     assert_eq!(proxy.ranges(&layer), [format!("bytes={half}-")]);
-    let stored = store_files(&d);
+    let stored = store_blobs(&d);
     assert!(
         stored.contains(&layer["sha256:".len()..].to_string()),
         "{stored:?}"
@@ -182,7 +161,7 @@ fn cut_streams_and_unavailable_registry() {
     assert!(start.elapsed() < Duration::from_secs(3), "no back-off");
     assert!(!out.contains("Retrying"), "{out}");
     assert_eq!(proxy.gets(&layer), 1);
-    assert_eq!(store_files(&d), Vec::<String>::new());
+    assert_eq!(store_blobs(&d), Vec::<String>::new());
 }
 
 #[test]

@@ -6,30 +6,9 @@
 mod common;
 
 use common::daemon::{import_busybox, Daemon};
-use common::registry::{docker, ok, polis, Registry};
+use common::registry::{docker, ok, polis, registry_with_basic_auth, store_blobs, Registry};
 use std::path::PathBuf;
 use std::process::Command;
-
-/// Every blob file in the daemon's image store.
-fn store_blobs(d: &Daemon) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![d.dir.join("root")];
-    while let Some(dir) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.parent().is_some_and(|p| p.ends_with("blobs/sha256")) {
-                out.push(p.file_name().unwrap().to_string_lossy().into_owned());
-            }
-        }
-    }
-    out.sort();
-    out
-}
 
 /// busybox:local plus two committed layers (a file added, then one added and one
 /// deleted), saved as a docker-archive.
@@ -318,17 +297,7 @@ fn pull_anonymous_run_missing_tag_and_corrupt_blob() {
 #[test]
 fn pull_with_basic_auth_after_login() {
     let d = Daemon::start("pull-auth");
-    let dir = d.dir.join("registry-auth");
-    std::fs::create_dir_all(&dir).unwrap();
-    let htpasswd = dir.join("htpasswd");
-    let out = Command::new("htpasswd")
-        .args(["-Bbc"])
-        .arg(&htpasswd)
-        .args(["alice", "s3cret"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "htpasswd: {out:?}");
-    let reg = Registry::start(&dir, Some(&htpasswd));
+    let reg = registry_with_basic_auth(&d.dir.join("registry-auth"), "alice", "s3cret");
     import_busybox(&d);
     let archive = d.dir.join("busybox.tar");
     ok(

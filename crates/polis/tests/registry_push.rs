@@ -6,7 +6,7 @@
 mod common;
 
 use common::daemon::{import_busybox, Daemon};
-use common::registry::{docker, ok, polis, Registry};
+use common::registry::{docker, ok, polis, registry_with_basic_auth, Registry};
 use std::process::Command;
 
 /// `skopeo` with `args`, which must succeed; its stdout.
@@ -211,17 +211,7 @@ fn push_read_back_skip_mount_and_pull_into_fresh_daemon() {
 #[test]
 fn push_with_basic_auth_after_login() {
     let d = Daemon::start("push-auth");
-    let dir = d.dir.join("registry-auth");
-    std::fs::create_dir_all(&dir).unwrap();
-    let htpasswd = dir.join("htpasswd");
-    let out = Command::new("htpasswd")
-        .args(["-Bbc"])
-        .arg(&htpasswd)
-        .args(["alice", "s3cret"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "htpasswd: {out:?}");
-    let reg = Registry::start(&dir, Some(&htpasswd));
+    let reg = registry_with_basic_auth(&d.dir.join("registry-auth"), "alice", "s3cret");
     import_busybox(&d);
     let host = reg.host();
     let name = format!("{host}/private:1");

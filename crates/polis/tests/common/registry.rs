@@ -209,3 +209,39 @@ pub fn polis(d: &Daemon, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Every file in the daemon's blob directories (temporary ingest files included), sorted.
+pub fn store_blobs(d: &Daemon) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![d.dir.join("root")];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.parent().is_some_and(|p| p.ends_with("blobs/sha256")) {
+                out.push(p.file_name().unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A registry in `dir` that asks for basic auth: user `user`, password `password`
+/// (an htpasswd file made by Debian's apache2-utils).
+pub fn registry_with_basic_auth(dir: &Path, user: &str, password: &str) -> Registry {
+    std::fs::create_dir_all(dir).unwrap();
+    let htpasswd = dir.join("htpasswd");
+    let out = Command::new("htpasswd")
+        .args(["-Bbc"])
+        .arg(&htpasswd)
+        .args([user, password])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "htpasswd: {out:?}");
+    Registry::start(dir, Some(&htpasswd))
+}

@@ -551,15 +551,20 @@ impl Networks {
             ..Endpoint::default()
         };
         let mac = request.mac.clone();
-        let taken: Vec<_> = self
-            .store
-            .list()
-            .map_err(Error::Network)?
-            .iter()
-            .flat_map(|n| n.endpoints.values())
-            .flat_map(|e| e.ports.iter().cloned())
-            .collect();
-        let published = ports::allocate(&request.ports, &taken).map_err(Error::Network)?;
+        // Most containers publish nothing: no need to read every network then.
+        let published = if request.ports.is_empty() {
+            Vec::new()
+        } else {
+            let taken: Vec<_> = self
+                .store
+                .list()
+                .map_err(Error::Network)?
+                .iter()
+                .flat_map(|n| n.endpoints.values())
+                .flat_map(|e| e.ports.iter().cloned())
+                .collect();
+            ports::allocate(&request.ports, &taken).map_err(Error::Network)?
+        };
         let ep = self
             .store
             .update(&net.id, |n| {

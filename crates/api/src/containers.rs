@@ -583,6 +583,11 @@ pub async fn stop(
         let (st, id) = (state.clone(), c.id.clone());
         let _ = blocking(move || containers::call(&st.layout, &id, &ShimRequest::Wait)).await;
     }
+    // Its host ports are free once `stop` returns (its watcher would be a moment late).
+    let (st, id) = (state.clone(), c.id.clone());
+    if let Err(r) = blocking(move || st.networks.deactivate(&id)).await {
+        return r;
+    }
     StatusCode::NO_CONTENT.into_response()
 }
 

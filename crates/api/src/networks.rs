@@ -350,9 +350,23 @@ pub async fn connect(
         (Err(r), _) | (_, Err(r)) => return r,
     };
     let st = state.clone();
-    match blocking(move || st.networks.connect(&c.id, &c.name, &key, &request)).await {
-        Ok(_) => StatusCode::OK.into_response(),
+    match blocking(move || {
+        st.networks.connect(&c.id, &c.name, &key, &request)?;
+        refresh_files(&st, &c);
+        Ok(())
+    })
+    .await
+    {
+        Ok(()) => StatusCode::OK.into_response(),
         Err(r) => r,
+    }
+}
+
+/// The container's hosts and resolv.conf after a connect or disconnect; the network
+/// change stands even if they cannot be written.
+fn refresh_files(state: &AppState, c: &polis_engine::containers::Container) {
+    if let Err(e) = polis_engine::netmode::refresh(&state.layout, &state.networks, c) {
+        tracing::warn!(container = %c.id, error = %e, "hosts and resolv.conf not updated");
     }
 }
 
@@ -369,7 +383,13 @@ pub async fn disconnect(
     let st = state.clone();
     // Forced, a container that is not (or no longer) on the network is no error.
     let force = body.force;
-    match blocking(move || st.networks.disconnect(&c.id, &c.name, &key, force)).await {
+    match blocking(move || {
+        st.networks.disconnect(&c.id, &c.name, &key, force)?;
+        refresh_files(&st, &c);
+        Ok(())
+    })
+    .await
+    {
         Ok(()) => StatusCode::OK.into_response(),
         Err(r) => r,
     }
@@ -434,7 +454,10 @@ pub fn settings(state: &AppState, c: &polis_engine::containers::Container) -> Va
     if !eps.is_empty() {
         top["SandboxKey"] = json!(state.networks.namespace_path(&c.id));
     }
-    top["Ports"] = ports_json(c, &eps);
+    // Docker shows no ports for a container that does not run.
+    if state.networks.is_running(&c.id) {
+        top["Ports"] = ports_json(c, &eps);
+    }
     if eps.is_empty() {
         let mode = match c.spec.host.network_mode.as_str() {
             "host" => Some("host"),

@@ -42,7 +42,12 @@ pub async fn rename(
         );
     }
     let st = state.clone();
-    match blocking(move || st.metadata.rename(&c.id, &new)).await {
+    let renamed = blocking(move || {
+        st.metadata.rename(&c.id, &new)?;
+        st.networks.rename(&c.id, &new)?;
+        Ok(())
+    });
+    match renamed.await {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(r) => r,
     }

@@ -1,9 +1,9 @@
-//! The restart supervisor. Each started container with a restart policy has one task
-//! that waits for its exit (through the shim's `wait`) and, when the policy says so,
-//! starts it again after Docker's back-off; while it waits the container is
-//! "restarting". `docker stop`, `docker kill` and `docker rm -f` call the next restart
-//! off (Docker's "exit on next"). On daemon start, running containers get their task
-//! again and those the policy wants up are started.
+//! The exit watcher and restart supervisor. Each started container has one task that
+//! waits for its exit (through the shim's `wait`), unpublishes its ports and, when its
+//! restart policy says so, starts it again after Docker's back-off; while it waits the
+//! container is "restarting". `docker stop`, `docker kill` and `docker rm -f` call the
+//! next restart off (Docker's "exit on next"). On daemon start, running containers get
+//! their task again and those the policy wants up are started.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -103,6 +103,12 @@ impl Restarts {
         (generation, cancel)
     }
 
+    /// Whether `generation` is still `id`'s watch (no newer start replaced it).
+    fn is_current(&self, id: &str, generation: u64) -> bool {
+        let watches = self.watches.lock();
+        watches.is_ok_and(|w| w.get(id).is_some_and(|w| w.generation == generation))
+    }
+
     fn set_restarting(&self, id: &str, generation: u64, value: Option<Restarting>) {
         if let Ok(mut watches) = self.watches.lock() {
             if let Some(w) = watches.get_mut(id).filter(|w| w.generation == generation) {
@@ -131,13 +137,15 @@ async fn blocking<T: Send + 'static>(
 /// Start a container that is not running: a fresh runtime container on its rootfs if
 /// it ran before (`created` is false), then the shim's start. A start by the user
 /// resets the restart count and the stopped-by-user flag, as Docker's does. Then its
-/// supervisor (or, for --rm, its remover) is armed.
+/// watcher (or, for --rm, its remover) is armed. The container's lock is held
+/// throughout, so the watcher of its last run cannot unpublish this run's ports.
 pub async fn start(
     state: &Arc<AppState>,
     c: &Container,
     created: bool,
     by_user: bool,
 ) -> Result<(), Response> {
+    let _guard = state.restarts.lock_of(&c.id).lock_owned().await;
     run(state, &c.id, created)
         .await
         .map_err(crate::containers::engine_error)?;
@@ -168,21 +176,14 @@ async fn run(state: &Arc<AppState>, id: &str, created: bool) -> polis_engine::Re
     let st = state.clone();
     let id = id.to_string();
     blocking(move || {
-        if !created {
-            let c = st.metadata.find(&id)?;
-            containers::recreate(&st.layout, &st.networks, &c)?;
-        }
-        containers::call(&st.layout, &id, &ShimRequest::Start).map(|_| ())
+        let c = st.metadata.find(&id)?;
+        containers::start(&st.layout, &st.networks, &c, created)
     })
     .await
 }
 
-/// Watch a running container for its policy; nothing for a container without one.
+/// Watch a running container for its exit (and its policy).
 pub fn arm(state: &Arc<AppState>, c: &Container) {
-    if Policy::of(&c.spec.host.restart_policy) == Policy::No {
-        state.restarts.forget_watch(&c.id);
-        return;
-    }
     let (generation, cancel) = state.restarts.begin(&c.id);
     let state = state.clone();
     let id = c.id.clone();
@@ -199,6 +200,17 @@ async fn supervise(state: &Arc<AppState>, id: &str, generation: u64, cancel: &Ca
         let Some(exit) = wait_exit(state, id).await else {
             return;
         };
+        {
+            // Unless a newer start (under this lock) took over the container.
+            let _guard = state.restarts.lock_of(id).lock_owned().await;
+            if !state.restarts.is_current(id, generation) {
+                return;
+            }
+            let (st, stopped) = (state.clone(), id.to_string());
+            if let Err(e) = blocking(move || st.networks.deactivate(&stopped)).await {
+                tracing::warn!(container = id, error = %e, "ports not unpublished");
+            }
+        }
         if cancel.is_cancelled() {
             return;
         }
@@ -301,7 +313,8 @@ pub fn resume(state: &Arc<AppState>) {
         };
         for c in all {
             let policy = Policy::of(&c.spec.host.restart_policy);
-            if policy == Policy::No || c.started_at.is_none() {
+            // --rm containers have their remover (`resume_auto_remove`).
+            if c.started_at.is_none() || c.spec.host.auto_remove {
                 continue;
             }
             let (st, id) = (state.clone(), c.id.clone());
@@ -312,6 +325,7 @@ pub fn resume(state: &Arc<AppState>) {
             };
             match live.status.as_str() {
                 "running" | "paused" => arm(&state, &c),
+                _ if policy == Policy::No => {}
                 status => {
                     // No exit record at all (the run root was lost): Docker's 255.
                     let code = live.exit.as_ref().map_or(255, |e| e.exit_code);

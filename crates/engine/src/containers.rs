@@ -349,6 +349,20 @@ pub fn recreate(layout: &Layout, networks: &Networks, container: &Container) -> 
     run_shim(layout, container)
 }
 
+/// Start container `c`: a fresh runtime container first if it ran before (`created` is
+/// false), its ports published, then its process. A failed start unpublishes them.
+pub fn start(layout: &Layout, networks: &Networks, c: &Container, created: bool) -> Result<()> {
+    if !created {
+        recreate(layout, networks, c)?;
+    }
+    networks.activate(&c.id, &c.spec)?;
+    if let Err(e) = call(layout, &c.id, &Request::Start) {
+        let _ = networks.deactivate(&c.id);
+        return Err(e);
+    }
+    Ok(())
+}
+
 /// The runtime config every container starts from: runc's defaults, a private network
 /// namespace (networks come later) and its cgroup. Capabilities, seccomp and the other
 /// security settings come from `security::apply`.

@@ -9,9 +9,9 @@ use std::path::Path;
 
 use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, Mount, Spec};
 
-use crate::containers::{ContainerSpec, Layout};
+use crate::containers::{Container, ContainerSpec, Layout};
 use crate::error::{Error, Result};
-use crate::networking::{Joined, Namespace};
+use crate::networking::{Joined, Namespace, Networks};
 
 /// Whether the container shares the host's network namespace.
 pub fn is_host(spec: &ContainerSpec) -> bool {
@@ -121,6 +121,59 @@ pub fn apply(
             m
         })
         .collect())
+}
+
+/// After `network connect` or `disconnect` of container `c`: its /etc/hosts names the
+/// addresses it has now (other lines, the user's own included, are kept) and its
+/// resolv.conf points at the embedded DNS of one of its networks, as Docker rebuilds it.
+/// The container sees both at once: the files are rewritten in place, under its mounts.
+pub fn refresh(layout: &Layout, networks: &Networks, c: &Container) -> Result<()> {
+    let dir = layout.container_dir(&c.id);
+    let addresses: Vec<IpAddr> = networks
+        .endpoints_of(&c.id)?
+        .iter()
+        .flat_map(|(_, ep)| [ep.ipv4, ep.ipv6])
+        .flatten()
+        .collect();
+    let joined = Joined {
+        namespace: Namespace::Path(networks.namespace_path(&c.id)),
+        nameservers: networks.nameservers_of(&c.id, &c.spec.host.network_mode)?,
+        addresses,
+    };
+    let hostname = c
+        .spec
+        .hostname
+        .clone()
+        .unwrap_or_else(|| c.id[..12.min(c.id.len())].to_string());
+    let hosts = dir.join("hosts");
+    let text = std::fs::read_to_string(&hosts).map_err(|e| Error::io("read", &hosts, e))?;
+    write(&hosts, &own_entries(&text, &hostname, &joined.addresses))?;
+    write(&dir.join("resolv.conf"), &resolv_conf(&c.spec, &joined)?)
+}
+
+/// `hosts` with the lines naming only `hostname` made those of `addresses`: lines of
+/// addresses it no longer has dropped, new ones appended.
+fn own_entries(hosts: &str, hostname: &str, addresses: &[IpAddr]) -> String {
+    let own = |line: &str| -> Option<IpAddr> {
+        let mut words = line.split_whitespace();
+        let ip = words.next()?.parse().ok()?;
+        (words.next() == Some(hostname) && words.next().is_none()).then_some(ip)
+    };
+    let mut out = String::new();
+    let mut listed = Vec::new();
+    for line in hosts.lines() {
+        match own(line) {
+            Some(ip) if !addresses.contains(&ip) => continue,
+            Some(ip) => listed.push(ip),
+            None => {}
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    for ip in addresses.iter().filter(|ip| !listed.contains(ip)) {
+        out.push_str(&format!("{ip}\t{hostname}\n"));
+    }
+    out
 }
 
 fn network_namespace(path: Option<&Path>) -> LinuxNamespace {
@@ -251,6 +304,22 @@ mod tests {
         );
         assert!(parse_extra_host("nohost").is_err());
         assert!(parse_extra_host("x:not-an-ip").is_err());
+    }
+
+    #[test]
+    fn own_entries_follow_the_addresses() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let before = "127.0.0.1\tlocalhost\n10.0.0.5\tdb\n10.1.0.2\tweb\n# mine\n";
+        let after = own_entries(before, "web", &[ip("10.1.0.2"), ip("10.2.0.3")]);
+        assert_eq!(after, format!("{before}10.2.0.3\tweb\n"));
+        let back = own_entries(&after, "web", &[ip("10.2.0.3")]);
+        assert_eq!(
+            back,
+            "127.0.0.1\tlocalhost\n10.0.0.5\tdb\n# mine\n10.2.0.3\tweb\n"
+        );
+        // An entry naming the host among others is the user's: kept.
+        let shared = own_entries("10.9.9.9\tweb alias\n", "web", &[]);
+        assert_eq!(shared, "10.9.9.9\tweb alias\n");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! routes) before its process exists; the runtime joins it by path, so a restart reuses
 //! it. Everything is undone at `rm`, and whatever a crash left is found again at start.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -51,7 +51,8 @@ pub struct EndpointRequest {
     pub ipv4: Option<IpAddr>,
     pub ipv6: Option<IpAddr>,
     pub mac: Option<String>,
-    /// Ports to publish (`-p`, `-P`): only on the container's first network.
+    /// Ports the container publishes (`-p`, `-P`) while it runs, on its first network:
+    /// checked at create, published by [`Networks::activate`].
     pub ports: Vec<PortRequest>,
 }
 
@@ -89,6 +90,8 @@ pub struct Networks {
     applied: Mutex<Option<Policy>>,
     /// The embedded DNS servers of the user's bridge networks, once `serve_dns` ran.
     dns: polis_network::dns::Servers,
+    /// The containers that run now: their ports are published and their names answered.
+    running: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Networks {
@@ -107,6 +110,7 @@ impl Networks {
             firewall: Box::new(Nftables),
             applied: Mutex::new(None),
             dns: Default::default(),
+            running: Default::default(),
         };
         if let Some(name) = default_bridge {
             if networks.store.find(DEFAULT_NETWORK).is_err() {
@@ -146,9 +150,12 @@ impl Networks {
     /// Starts the embedded DNS server of every user bridge network, on the tokio runtime
     /// of the caller's context; networks created later get theirs at create. Names
     /// other than the containers' go to the nameservers of the daemon's
-    /// /etc/resolv.conf, read now. `running` says whether a container runs. The
+    /// /etc/resolv.conf, read now. Only running containers' names are answered. The
     /// networks whose server could not start are returned with why.
-    pub fn serve_dns(&self, running: polis_network::dns::Running) -> Vec<Error> {
+    pub fn serve_dns(&self) -> Vec<Error> {
+        let set = self.running.clone();
+        let running: polis_network::dns::Running =
+            Arc::new(move |id: &str| lock(&set).contains(id));
         let upstreams = match std::fs::read_to_string("/etc/resolv.conf") {
             Ok(text) => polis_network::dns::upstreams(&text),
             Err(_) => Vec::new(),
@@ -551,25 +558,10 @@ impl Networks {
             ..Endpoint::default()
         };
         let mac = request.mac.clone();
-        // Most containers publish nothing: no need to read every network then.
-        let published = if request.ports.is_empty() {
-            Vec::new()
-        } else {
-            let taken: Vec<_> = self
-                .store
-                .list()
-                .map_err(Error::Network)?
-                .iter()
-                .flat_map(|n| n.endpoints.values())
-                .flat_map(|e| e.ports.iter().cloned())
-                .collect();
-            ports::allocate(&request.ports, &taken).map_err(Error::Network)?
-        };
         let ep = self
             .store
             .update(&net.id, |n| {
                 let mut ep = n.attach(wanted)?;
-                ep.ports = published;
                 ep.mac = match &mac {
                     Some(m) => {
                         polis_network::link::parse_mac(m)?;
@@ -656,6 +648,7 @@ impl Networks {
     /// Takes container `id` off every network and deletes its namespace. Every step
     /// runs; the first error is returned.
     pub fn leave(&self, id: &str) -> Result<()> {
+        lock(&self.running).remove(id);
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut first = None;
         let mut had_endpoints = false;
@@ -693,6 +686,122 @@ impl Networks {
         first.map_or(Ok(()), Err)
     }
 
+    /// Container `id` starts: the ports its `spec` asks for are published on its first
+    /// network (free host ports chosen now, as Docker does at start) and its names are
+    /// answered. A taken host port fails the start with nothing published.
+    pub fn activate(&self, id: &str, spec: &crate::containers::ContainerSpec) -> Result<()> {
+        let requests = port_requests(spec)?;
+        if !requests.is_empty() {
+            let mode = match spec.host.network_mode.as_str() {
+                "" | "default" => DEFAULT_NETWORK,
+                m => m,
+            };
+            let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+            self.publish_locked(id, mode, &requests)?;
+        }
+        lock(&self.running).insert(id.to_string());
+        Ok(())
+    }
+
+    fn publish_locked(&self, id: &str, network: &str, requests: &[PortRequest]) -> Result<()> {
+        let all = self.store.list().map_err(Error::Network)?;
+        let net = all
+            .iter()
+            .find(|n| n.id == network || n.name == network)
+            .and_then(|n| Some((n, n.endpoints.get(id)?)));
+        let Some((net, ep)) = net else {
+            return Err(Error::InvalidInput(format!(
+                "cannot publish ports: the container has no endpoint on network {network}"
+            )));
+        };
+        if !ep.ports.is_empty() {
+            return Ok(());
+        }
+        let taken: Vec<_> = all
+            .iter()
+            .flat_map(|n| n.endpoints.iter())
+            .filter(|(container, _)| container.as_str() != id)
+            .flat_map(|(_, e)| e.ports.iter().cloned())
+            .collect();
+        let published = ports::allocate(requests, &taken).map_err(|e| match e {
+            polis_network::Error::Conflict(m) => {
+                Error::Network(polis_network::Error::Conflict(format!(
+                    "driver failed programming external connectivity on endpoint {} ({}): {m}",
+                    ep.name, ep.id
+                )))
+            }
+            e => Error::Network(e),
+        })?;
+        self.set_ports(&net.id, id, published)?;
+        if let Err(e) = self.sync_firewall() {
+            let _ = self.set_ports(&net.id, id, Vec::new());
+            let _ = self.sync_firewall();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn set_ports(
+        &self,
+        network: &str,
+        id: &str,
+        ports: Vec<polis_network::firewall::PortMapping>,
+    ) -> Result<()> {
+        self.store
+            .update(network, |n| {
+                if let Some(ep) = n.endpoints.get_mut(id) {
+                    ep.ports = ports;
+                }
+                Ok(())
+            })
+            .map_err(Error::Network)
+    }
+
+    /// Container `id` stopped (or is found stopped): its ports are unpublished and its
+    /// names no longer answered. Nothing to do is no error.
+    pub fn deactivate(&self, id: &str) -> Result<()> {
+        lock(&self.running).remove(id);
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut changed = false;
+        for (net, ep) in self.endpoints_locked(id)? {
+            if !ep.ports.is_empty() {
+                self.set_ports(&net.id, id, Vec::new())?;
+                changed = true;
+            }
+        }
+        if changed {
+            self.sync_firewall()?;
+        }
+        Ok(())
+    }
+
+    /// Container `id` was found running at daemon start: its published ports are in
+    /// the records already.
+    pub fn mark_running(&self, id: &str) {
+        lock(&self.running).insert(id.to_string());
+    }
+
+    /// Whether container `id` runs, as far as its networking knows.
+    pub fn is_running(&self, id: &str) -> bool {
+        lock(&self.running).contains(id)
+    }
+
+    /// A renamed container answers to its new name on its networks.
+    pub fn rename(&self, id: &str, name: &str) -> Result<()> {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        for (net, _) in self.endpoints_locked(id)? {
+            self.store
+                .update(&net.id, |n| {
+                    if let Some(ep) = n.endpoints.get_mut(id) {
+                        ep.name = name.to_string();
+                    }
+                    Ok(())
+                })
+                .map_err(Error::Network)?;
+        }
+        Ok(())
+    }
+
     /// Makes container `id`'s namespace again if its endpoints are recorded but the file
     /// is gone (the run root is lost at reboot): same interfaces, same addresses.
     pub fn restore(&self, id: &str) -> Result<()> {
@@ -716,6 +825,22 @@ impl Networks {
             return Err(Error::Network(e));
         }
         Ok(())
+    }
+
+    /// The embedded DNS server a container on networks of `mode` (its first) and others
+    /// asks: its first network's if it has one, else another of its networks'.
+    pub fn nameservers_of(&self, id: &str, mode: &str) -> Result<Vec<IpAddr>> {
+        let first = match mode {
+            "" | "default" => DEFAULT_NETWORK,
+            m => m,
+        };
+        let mut eps = self.endpoints_of(id)?;
+        eps.sort_by_key(|(n, _)| n.name != first && n.id != first);
+        Ok(eps
+            .iter()
+            .map(|(n, _)| self.dns.addresses(&n.id))
+            .find(|a| !a.is_empty())
+            .unwrap_or_default())
     }
 
     /// The endpoints of container `id`, with their network.
@@ -851,6 +976,10 @@ const KNOWN_OPTIONS: [&str; 4] = [
     polis_network::firewall::MASQUERADE_OPTION,
     polis_network::bridge::MTU_OPTION,
 ];
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 fn private() -> Joined {
     Joined {

@@ -56,6 +56,20 @@ pub fn reconcile(layout: &Layout, md: &Metadata, networks: &Networks) -> Result<
     }
     for c in &records {
         settle(layout, networks, c, &mut report);
+        // Ports stay published and names answered only for containers still running.
+        let status = containers::state(layout, &c.id).status;
+        let result = match status.as_str() {
+            "running" | "paused" => {
+                networks.mark_running(&c.id);
+                Ok(())
+            }
+            _ => networks.deactivate(&c.id),
+        };
+        if let Err(e) = result {
+            report
+                .errors
+                .push(format!("{}: unpublish ports: {e}", c.id));
+        }
     }
     Ok(report)
 }

@@ -151,20 +151,10 @@ pub fn main(args: DaemonArgs) -> Result<i32> {
         .build()
         .context("start the async runtime")?;
     {
-        // The embedded DNS servers run on this runtime; whether a container runs is
-        // asked of its shim at each lookup, so a restart needs no state of its own.
+        // The embedded DNS servers run on this runtime; they answer for the containers
+        // the recovery found running and those started since.
         let _entered = runtime.enter();
-        let shims = polis_engine::containers::Layout {
-            root: config.root.clone(),
-            run_root: config.run_root.clone(),
-            init_path: config.init_path.clone(),
-            unpack: config.unpack_options(),
-        };
-        let running = std::sync::Arc::new(move |id: &str| {
-            let state = polis_engine::containers::state(&shims, id);
-            matches!(state.status.as_str(), "running" | "paused")
-        });
-        for e in state.networks.serve_dns(running) {
+        for e in state.networks.serve_dns() {
             tracing::error!(error = %e, "embedded DNS not started");
         }
     }

@@ -510,6 +510,11 @@ fn published_ports_isolation_and_internal_networks() {
         ],
     );
     wait_for_log(&d, "udp", "ready");
+    // Shown while it runs (its server answers once, then exits).
+    assert!(
+        ok(&d, &["port", "udp"]).contains("5000/udp -> 0.0.0.0:5001"),
+        "udp port"
+    );
     let client = "import socket\n\
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
         s.settimeout(5)\n\
@@ -521,13 +526,10 @@ fn published_ports_isolation_and_internal_networks() {
         "pong datagram\n",
         "{out:?}"
     );
-    assert!(
-        ok(&d, &["port", "udp"]).contains("5000/udp -> 0.0.0.0:5001"),
-        "udp port"
-    );
     let ports = ok(&d, &["port", "web"]);
     assert!(ports.contains("80/tcp -> 0.0.0.0:8080"), "{ports}");
-    // A host port published already is refused, and nothing of that container stays.
+    // A host port published already fails the start (the container stays created, as
+    // Docker's), and nothing of it is published.
     let (code, _, err) = d.docker(&[
         "run",
         "-d",
@@ -541,8 +543,9 @@ fn published_ports_isolation_and_internal_networks() {
     ]);
     assert_ne!(code, 0);
     assert!(err.contains("port is already allocated"), "{err}");
-    let (_, all, _) = d.docker(&["ps", "-a", "--format", "{{.Names}}"]);
-    assert!(!all.contains("clash"), "{all}");
+    assert_eq!(inspect(&d, "clash", "{{.State.Status}}"), "created");
+    assert_eq!(ok(&d, &["port", "clash"]), "");
+    ok(&d, &["rm", "clash"]);
     // -P: the exposed ports get free host ports.
     ok(
         &d,
@@ -772,4 +775,177 @@ fn crash_and_lost_namespaces_are_recovered() {
         .map(|e| e.file_name())
         .collect();
     assert!(files.is_empty(), "{files:?}");
+}
+
+/// The DNAT rules of the namespace's firewall that name host port `port`.
+fn dnat_rules(ns: &NetNs, port: u16) -> usize {
+    let out = ns
+        .command("nft")
+        .args(["list", "table", "inet", "polis"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&format!("dport {port} ")) && l.contains("dnat"))
+        .count()
+}
+
+fn http_get(ns: &NetNs, url: &str) -> String {
+    let out = ns
+        .command("curl")
+        .args(["-s", "--max-time", "5", url])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn ports_are_published_while_the_container_runs() {
+    let (ns, mut d) = start("net-portlife");
+    let serve =
+        "mkdir -p /www && echo $0 > /www/index.html && echo ready && httpd -f -p 80 -h /www";
+    // Two created containers may ask for the same host port: it is taken at start.
+    for name in ["one", "two"] {
+        ok(
+            &d,
+            &[
+                "create",
+                "--name",
+                name,
+                "-p",
+                "8090:80",
+                "busybox:local",
+                "sh",
+                "-c",
+                serve,
+                name,
+            ],
+        );
+    }
+    assert_eq!(dnat_rules(&ns, 8090), 0, "published before start");
+    assert_eq!(inspect(&d, "one", "{{json .NetworkSettings.Ports}}"), "{}");
+    ok(&d, &["start", "one"]);
+    wait_for_log(&d, "one", "ready");
+    assert_eq!(http_get(&ns, "http://127.0.0.1:8090/"), "one\n");
+    let (code, _, err) = d.docker(&["start", "two"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("port is already allocated"), "{err}");
+    assert_eq!(inspect(&d, "two", "{{.State.Status}}"), "created");
+    // Stopped: the port goes with it, and the other container can have it.
+    ok(&d, &["stop", "-t", "1", "one"]);
+    assert_eq!(dnat_rules(&ns, 8090), 0, "left published after stop");
+    assert_eq!(ok(&d, &["port", "one"]), "");
+    assert_eq!(inspect(&d, "one", "{{json .NetworkSettings.Ports}}"), "{}");
+    ok(&d, &["start", "two"]);
+    wait_for_log(&d, "two", "ready");
+    assert_eq!(http_get(&ns, "http://10.199.0.1:8090/"), "two\n");
+    let (code, _, err) = d.docker(&["start", "one"]);
+    assert_ne!(code, 0, "both started on one port");
+    assert!(err.contains("port is already allocated"), "{err}");
+    ok(&d, &["rm", "-f", "two"]);
+
+    // A container that exits on its own unpublishes too; a restart publishes again.
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "brief",
+            "-p",
+            "8091:80",
+            "busybox:local",
+            "sh",
+            "-c",
+            "sleep 1",
+        ],
+    );
+    assert!(dnat_rules(&ns, 8091) > 0, "not published while running");
+    ok(&d, &["wait", "brief"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while dnat_rules(&ns, 8091) != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "exited, still published"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    ok(&d, &["start", "brief"]);
+    assert!(dnat_rules(&ns, 8091) > 0, "not published again at start");
+    ok(&d, &["wait", "brief"]);
+
+    // With a restart policy the port is back after a restart (the first run fails).
+    let fail_once = format!("test -f /ran || {{ touch /ran; exit 1; }}; {serve}");
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "again",
+            "--restart",
+            "on-failure",
+            "-p",
+            "8092:80",
+            "busybox:local",
+            "sh",
+            "-c",
+            &fail_once,
+            "again",
+        ],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while inspect(&d, "again", "{{.RestartCount}}") == "0" {
+        assert!(std::time::Instant::now() < deadline, "never restarted");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while http_get(&ns, "http://127.0.0.1:8092/") != "again\n" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "restarted, not published"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    // A container that exits while no daemon runs is unpublished when one starts.
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "orphan",
+            "-p",
+            "8093:80",
+            "busybox:local",
+            "sleep",
+            "1000",
+        ],
+    );
+    let pid = inspect(&d, "orphan", "{{.State.Pid}}");
+    d.crash();
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    d.restart_after_crash();
+    assert_eq!(
+        dnat_rules(&ns, 8093),
+        0,
+        "an exited container's port survived"
+    );
+    assert!(
+        dnat_rules(&ns, 8092) > 0,
+        "a running container's port was lost"
+    );
+    assert_eq!(http_get(&ns, "http://127.0.0.1:8092/"), "again\n");
+
+    for name in ["one", "brief", "again", "orphan"] {
+        ok(&d, &["rm", "-f", name]);
+    }
+    assert_eq!(dnat_rules(&ns, 8092), 0);
+    assert_no_links_left(&ns);
 }

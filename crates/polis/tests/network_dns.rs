@@ -413,3 +413,67 @@ fn the_default_bridge_has_no_embedded_dns() {
     let (code, out, _) = nslookup(&d, "plain", &["other", &gateway]);
     assert_ne!(code, 0, "{out}");
 }
+
+#[test]
+fn connected_and_renamed_containers_are_answered() {
+    let (_ns, d) = start("dns-connect");
+    ok(
+        &d,
+        &["network", "create", "--subnet", "10.65.0.0/24", "front"],
+    );
+    ok(
+        &d,
+        &["network", "create", "--subnet", "10.66.0.0/24", "back"],
+    );
+    let run = |name: &str, net: &str| {
+        ok(
+            &d,
+            &[
+                "run",
+                "-d",
+                "--name",
+                name,
+                "--network",
+                net,
+                "busybox:local",
+                "sleep",
+                "600",
+            ],
+        )
+    };
+    run("web", "front");
+    run("solo", "bridge");
+    run("store", "back");
+    let hostname = ok(&d, &["exec", "solo", "hostname"]);
+
+    // On the default bridge, solo has the host's name servers; once connected to a user
+    // network its resolv.conf points at that network's server and its hosts file
+    // names its new address.
+    ok(&d, &["network", "connect", "front", "solo"]);
+    let resolv = ok(&d, &["exec", "solo", "cat", "/etc/resolv.conf"]);
+    assert_eq!(
+        resolv
+            .lines()
+            .filter(|l| l.starts_with("nameserver"))
+            .collect::<Vec<_>>(),
+        ["nameserver 10.65.0.1"],
+        "{resolv}"
+    );
+    let hosts = ok(&d, &["exec", "solo", "cat", "/etc/hosts"]);
+    assert!(hosts.contains(&format!("10.65.0.3\t{hostname}")), "{hosts}");
+    resolves(&d, "solo", "web", "10.65.0.2");
+    resolves(&d, "web", "solo", "10.65.0.3");
+    // Disconnected: the entry and the server go again.
+    ok(&d, &["network", "disconnect", "front", "solo"]);
+    let hosts = ok(&d, &["exec", "solo", "cat", "/etc/hosts"]);
+    assert!(!hosts.contains("10.65.0.3"), "{hosts}");
+    let resolv = ok(&d, &["exec", "solo", "cat", "/etc/resolv.conf"]);
+    assert!(!resolv.contains("10.65.0.1"), "{resolv}");
+
+    // A renamed container answers to its new name only.
+    ok(&d, &["rename", "web", "www"]);
+    ok(&d, &["network", "connect", "front", "store"]);
+    resolves(&d, "store", "www", "10.65.0.2");
+    let (code, out, _) = nslookup(&d, "store", &["web"]);
+    assert_ne!(code, 0, "the old name still answers: {out}");
+}

@@ -352,10 +352,12 @@ impl Networks {
     /// Makes the firewall match the networks' records.
     /// Only when the policy changed (most containers publish nothing): an `nft` run is
     /// the dearest step of a container's start.
+    /// Serialised on its own lock, taken before the records are read, so the last apply
+    /// always holds the latest records.
     fn sync_firewall(&self) -> Result<()> {
+        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
         let all = self.store.list().map_err(Error::Network)?;
         let policy = Policy::of(&all);
-        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
         if applied.as_ref() == Some(&policy) {
             return Ok(());
         }
@@ -427,7 +429,6 @@ impl Networks {
             }
             m => m,
         };
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let net = self.store.find(network).map_err(Error::Network)?;
         if net.name == DEFAULT_NETWORK && (!request.aliases.is_empty()) {
             return Err(Error::InvalidInput(
@@ -442,17 +443,17 @@ impl Networks {
             ifname: "eth0",
             default_route: true,
         };
-        let joined = self
-            .attach_locked(&net, id, name, request, plug)
-            .and_then(|ep| match self.sync_firewall() {
-                Ok(()) => Ok(ep),
-                Err(e) => {
-                    let _ = bridge::disconnect(&ep);
-                    let _ = self.store.update(&net.id, |n| Ok(n.detach(id)));
-                    let _ = self.sync_firewall();
-                    Err(e)
-                }
-            });
+        let joined =
+            self.attach(&net, id, name, request, plug)
+                .and_then(|ep| match self.sync_firewall() {
+                    Ok(()) => Ok(ep),
+                    Err(e) => {
+                        let _ = bridge::disconnect(&ep);
+                        self.detach(&net.id, id);
+                        let _ = self.sync_firewall();
+                        Err(e)
+                    }
+                });
         if joined.is_err() {
             let _ = netns::remove(&ns);
         }
@@ -539,8 +540,9 @@ impl Networks {
         }))
     }
 
-    /// Gives the container an endpoint on `net` and wires it into `ns`.
-    fn attach_locked(
+    /// Gives the container an endpoint on `net` and wires it into `ns`. Only the record
+    /// is made under the lock: the netlink work of concurrent starts runs side by side.
+    fn attach(
         &self,
         net: &Network,
         id: &str,
@@ -558,6 +560,7 @@ impl Networks {
             ..Endpoint::default()
         };
         let mac = request.mac.clone();
+        let guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let ep = self
             .store
             .update(&net.id, |n| {
@@ -573,12 +576,23 @@ impl Networks {
                 Ok(ep)
             })
             .map_err(Error::Network)?;
-        let current = self.store.find(&net.id).map_err(Error::Network)?;
-        if let Err(e) = bridge::connect(&current, &ep, plug.ns, plug.ifname, plug.default_route) {
-            let _ = self.store.update(&net.id, |n| Ok(n.detach(id)));
-            return Err(Error::Network(e));
+        let current = self.store.find(&net.id).map_err(Error::Network);
+        drop(guard);
+        let connected = current.and_then(|current| {
+            bridge::connect(&current, &ep, plug.ns, plug.ifname, plug.default_route)
+                .map_err(Error::Network)
+        });
+        if let Err(e) = connected {
+            self.detach(&net.id, id);
+            return Err(e);
         }
         Ok(ep)
+    }
+
+    /// Drops container `id`'s endpoint record on network `net` (undoing an attach).
+    fn detach(&self, net: &str, id: &str) {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = self.store.update(net, |n| Ok(n.detach(id)));
     }
 
     /// `docker network connect`: puts a container that has a namespace of its own (made
@@ -590,7 +604,6 @@ impl Networks {
         network: &str,
         request: &EndpointRequest,
     ) -> Result<Endpoint> {
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let net = self.store.find(network).map_err(Error::Network)?;
         if PREDEFINED.contains(&net.name.as_str()) && net.name != DEFAULT_NETWORK {
             return Err(Error::Forbidden(format!(
@@ -618,7 +631,7 @@ impl Networks {
             ifname: &ifname,
             default_route: current == 0,
         };
-        let ep = self.attach_locked(&net, id, name, request, plug)?;
+        let ep = self.attach(&net, id, name, request, plug)?;
         self.sync_firewall()?;
         Ok(ep)
     }

@@ -949,3 +949,67 @@ fn ports_are_published_while_the_container_runs() {
     assert_eq!(dnat_rules(&ns, 8092), 0);
     assert_no_links_left(&ns);
 }
+
+#[test]
+fn concurrent_starts_on_one_network_get_their_own_addresses() {
+    let (ns, d) = start("net-concurrent");
+    ok(
+        &d,
+        &["network", "create", "--subnet", "10.71.0.0/24", "busy"],
+    );
+    let runs: Vec<_> = (0..6)
+        .map(|i| {
+            let mut c = d.command("/usr/local/bin/docker");
+            c.env("DOCKER_HOST", d.host()).args([
+                "run",
+                "-d",
+                "--name",
+                &format!("c{i}"),
+                "--network",
+                "busy",
+                "busybox:local",
+                "sleep",
+                "600",
+            ]);
+            c.stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            c.spawn().unwrap()
+        })
+        .collect();
+    for r in runs {
+        let out = r.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    let mut addresses: Vec<String> = (0..6)
+        .map(|i| {
+            inspect(
+                &d,
+                &format!("c{i}"),
+                "{{.NetworkSettings.Networks.busy.IPAddress}}",
+            )
+        })
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(addresses.len(), 6, "{addresses:?}");
+    for i in 0..6 {
+        ok(
+            &d,
+            &[
+                "exec",
+                &format!("c{i}"),
+                "ping",
+                "-c",
+                "1",
+                "-W",
+                "2",
+                "10.71.0.1",
+            ],
+        );
+    }
+    for i in 0..6 {
+        ok(&d, &["rm", "-f", &format!("c{i}")]);
+    }
+    ok(&d, &["network", "rm", "busy"]);
+    assert_no_links_left(&ns);
+}

@@ -1,15 +1,18 @@
 //! The embedded DNS server of user-defined bridge networks, as Podman's aardvark-dns:
 //! one server per network on its gateway addresses, port 53, UDP and TCP, in the
 //! daemon's namespace, on the daemon's tokio runtime. A container's name, aliases and
-//! short id resolve to its addresses on that network while it runs; every other name
-//! goes to the host's resolvers. Each query reads the network's endpoints from the
-//! store and asks the engine whether the matched containers run, so an answer is never
-//! stale: a stopped container drops out at once, and a restarted daemon needs no state.
+//! short id resolve to its addresses while it runs, for the containers that share a
+//! network with it: the asker is known by the query's source address on the served
+//! network, and sees every served network it is attached to (the host, or any other
+//! source, sees the served network alone). Every other name goes to the host's
+//! resolvers. Each query reads the networks from the store and asks the engine whether
+//! the matched containers run, so an answer is never stale: a stopped container drops
+//! out at once, and a restarted daemon needs no state.
 
 mod forward;
 pub mod names;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -57,6 +60,9 @@ struct Shared {
     store: Arc<NetworkStore>,
     running: Running,
     upstreams: Vec<SocketAddr>,
+    /// The networks served now, whose names their containers resolve (not, say, the
+    /// default bridge's, as Docker's).
+    served: Mutex<HashSet<String>>,
 }
 
 struct Serving {
@@ -82,12 +88,14 @@ impl Servers {
     ) -> Result<()> {
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|e| Error::System(format!("embedded DNS needs a tokio runtime: {e}")))?;
+        let mut inner = self.lock();
         let shared = Arc::new(Shared {
             store,
             running,
             upstreams,
+            served: Mutex::new(inner.serving.keys().cloned().collect()),
         });
-        self.lock().context = Some((handle, shared));
+        inner.context = Some((handle, shared));
         Ok(())
     }
 
@@ -96,13 +104,15 @@ impl Servers {
     }
 
     /// Serves `net` on its gateways (IPv6 too when it has it), replacing a server it had;
-    /// names of an internal network are not forwarded. The sockets are bound before this returns, so an error is the caller's to see.
+    /// names of an internal network are not forwarded. The sockets are bound before this
+    /// returns, so an error is the caller's to see.
     pub fn start(&self, net: &Network) -> Result<()> {
         let mut inner = self.lock();
         let Some((handle, shared)) = inner.context.clone() else {
             return Ok(());
         };
         inner.serving.remove(&net.id);
+        shared.served().remove(&net.id);
         let addresses: Vec<IpAddr> = [net.ipv4.as_ref(), net.ipv6.as_ref()]
             .into_iter()
             .flatten()
@@ -118,7 +128,7 @@ impl Servers {
         let _entered = handle.enter();
         let handler = Handler {
             network: net.id.clone(),
-            shared,
+            shared: shared.clone(),
             forward: !net.internal,
         };
         let mut server = Server::new(handler);
@@ -139,6 +149,7 @@ impl Servers {
             }
         });
         tracing::info!(network = %net.name, ?addresses, "embedded DNS listening");
+        shared.served().insert(net.id.clone());
         inner
             .serving
             .insert(net.id.clone(), Serving { addresses, task });
@@ -147,7 +158,11 @@ impl Servers {
 
     /// Stops serving network `id` (nothing if it was not served).
     pub fn stop(&self, id: &str) {
-        self.lock().serving.remove(id);
+        let mut inner = self.lock();
+        inner.serving.remove(id);
+        if let Some((_, shared)) = inner.context.as_ref() {
+            shared.served().remove(id);
+        }
     }
 
     /// The addresses network `id` is served on; empty when it is not.
@@ -203,23 +218,33 @@ struct Handler {
 }
 
 impl Shared {
-    /// The records answering `query` from the network's own names; None when the name
-    /// is not the network's (it is then forwarded).
-    fn answer(&self, network: &str, query: &Query) -> Option<Vec<Record>> {
+    fn served(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.served.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The records answering `query`, sent from `source` to the server of `network`,
+    /// from the names its asker may resolve; None when the name is none of them (it is
+    /// then forwarded).
+    fn answer(&self, network: &str, source: IpAddr, query: &Query) -> Option<Vec<Record>> {
         if query.query_class() != DNSClass::IN {
             return None;
         }
-        let net = self.store.find(network).ok()?;
+        let networks = self.store.list().ok()?;
+        let scope = {
+            let served = self.served();
+            let has_names = |n: &Network| served.contains(&n.id);
+            names::Scope::asked_from(&networks, network, source, &has_names)?
+        };
         let running = |id: &str| (self.running)(id);
         let name = query.name().to_ascii();
         let qtype = query.query_type();
         if qtype == RecordType::PTR {
             let ip = names::arpa_address(&name)?;
-            let target = Name::from_ascii(names::reverse(&net, ip, &running)?).ok()?;
+            let target = Name::from_ascii(scope.reverse(ip, &running)?).ok()?;
             let record = Record::from_rdata(query.name().clone(), TTL, RData::PTR(PTR(target)));
             return Some(vec![record]);
         }
-        let addresses = names::lookup(&net, &name, &running)?;
+        let addresses = scope.lookup(&name, &running)?;
         Some(
             addresses
                 .into_iter()
@@ -259,8 +284,10 @@ impl RequestHandler for Handler {
         };
         let shared = self.shared.clone();
         let network = self.network.clone();
+        let source = request.src().ip();
         // The store and the containers' shims are blocking to ask.
-        let local = tokio::task::spawn_blocking(move || shared.answer(&network, &query)).await;
+        let local =
+            tokio::task::spawn_blocking(move || shared.answer(&network, source, &query)).await;
         let edns = request.edns.as_ref().map(|_| {
             let mut e = Edns::new();
             e.set_max_payload(1232);

@@ -35,8 +35,9 @@ impl Protocol {
     }
 }
 
-/// One published port: traffic to `host_ip:host_port` (any local address when
-/// `host_ip` is None) goes to `container_ip:container_port`.
+/// One published port: traffic to `host_ip:host_port` goes to
+/// `container_ip:container_port`. Any local address when `host_ip` is None (IPv4 and
+/// IPv6) or a wildcard (`0.0.0.0`: IPv4 only, `::`: IPv6 only).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortMapping {
     pub protocol: Protocol,
@@ -255,7 +256,7 @@ pub fn ruleset(policy: &Policy) -> Value {
         };
         let mut m = vec![json!({ "match": { "op": "==",
             "left": { "meta": { "key": "nfproto" } }, "right": if family == "ip" { "ipv4" } else { "ipv6" } } })];
-        match p.mapping.host_ip {
+        match p.mapping.host_ip.filter(|ip| !ip.is_unspecified()) {
             Some(ip) => m.push(json!({ "match": { "op": "==",
                 "left": { "payload": { "protocol": family, "field": "daddr" } }, "right": ip.to_string() } })),
             None => m.push(json!({ "match": { "op": "==",
@@ -374,5 +375,57 @@ mod tests {
                 &["5353", r#""addr":"10.1.0.2""#, r#""port":53"#, "udp"]
             ));
         }
+    }
+
+    #[test]
+    fn a_wildcard_host_ip_is_any_local_address_of_its_family() {
+        let rule = |host_ip: &str, container_ip: &str| PortRule {
+            mapping: PortMapping {
+                protocol: Protocol::Tcp,
+                host_ip: Some(host_ip.parse().unwrap()),
+                host_port: 8080,
+                container_port: 80,
+            },
+            container_ip: container_ip.parse().unwrap(),
+        };
+        let policy = Policy {
+            networks: vec![NetworkRules {
+                bridge: "br-a".into(),
+                subnets: vec!["10.1.0.0/24".parse().unwrap()],
+                internal: false,
+                icc: true,
+                masquerade: true,
+            }],
+            ports: vec![
+                rule("0.0.0.0", "10.1.0.2"),
+                rule("::", "fd00:1::2"),
+                rule("127.0.0.1", "10.1.0.3"),
+            ],
+        };
+        let batch = ruleset(&policy);
+        let exprs: Vec<String> = batch["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["add"]["rule"]["chain"] == "prerouting")
+            .map(|c| c["add"]["rule"]["expr"].to_string())
+            .collect();
+        let of = |to: &str| {
+            exprs
+                .iter()
+                .find(|e| e.contains(&format!(r#""addr":"{to}""#)))
+                .unwrap()
+                .clone()
+        };
+        for (to, family) in [("10.1.0.2", "ipv4"), ("fd00:1::2", "ipv6")] {
+            let e = of(to);
+            assert!(e.contains(r#""fib""#) && e.contains(family), "{e}");
+            assert!(!e.contains(r#""field":"daddr""#), "{e}");
+        }
+        let e = of("10.1.0.3");
+        assert!(
+            e.contains(r#""field":"daddr""#) && e.contains(r#""right":"127.0.0.1""#),
+            "{e}"
+        );
     }
 }

@@ -943,7 +943,28 @@ fn ports_are_published_while_the_container_runs() {
     );
     assert_eq!(http_get(&ns, "http://127.0.0.1:8092/"), "again\n");
 
-    for name in ["one", "brief", "again", "orphan"] {
+    // An explicit wildcard host address publishes as well.
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "wild",
+            "-p",
+            "0.0.0.0:8094:80",
+            "busybox:local",
+            "sh",
+            "-c",
+            serve,
+            "wild",
+        ],
+    );
+    wait_for_log(&d, "wild", "ready");
+    assert_eq!(http_get(&ns, "http://127.0.0.1:8094/"), "wild\n");
+    assert_eq!(http_get(&ns, "http://10.199.0.1:8094/"), "wild\n");
+
+    for name in ["one", "brief", "again", "orphan", "wild"] {
         ok(&d, &["rm", "-f", name]);
     }
     assert_eq!(dnat_rules(&ns, 8092), 0);

@@ -476,4 +476,10 @@ fn connected_and_renamed_containers_are_answered() {
     resolves(&d, "store", "www", "10.65.0.2");
     let (code, out, _) = nslookup(&d, "store", &["web"]);
     assert_ne!(code, 0, "the old name still answers: {out}");
+    // store asks back's server, which answers for every network store is on, and only
+    // for those: a container on back alone does not see front's names.
+    run("far", "back");
+    let (code, out, _) = nslookup(&d, "far", &["www"]);
+    assert_ne!(code, 0, "front's name resolved on back: {out}");
+    resolves(&d, "far", "store", "10.66.0.2");
 }

@@ -5,9 +5,9 @@
 //! network with it: the asker is known by the query's source address on the served
 //! network, and sees every served network it is attached to (the host, or any other
 //! source, sees the served network alone). Every other name goes to the host's
-//! resolvers. Each query reads the networks from the store and asks the engine whether
-//! the matched containers run, so an answer is never stale: a stopped container drops
-//! out at once, and a restarted daemon needs no state.
+//! resolvers. Each query reads the networks from the store and asks the engine (its
+//! `Running` callback) whether the matched containers run, so a stopped container drops
+//! out at once.
 
 mod forward;
 pub mod names;

@@ -92,7 +92,8 @@ pub async fn pull(
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Result<Message, ImageError>>();
     let store = state.images.clone();
     let rt = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
+    let watch = tx.clone();
+    let worker = tokio::task::spawn_blocking(move || {
         let events = tx.clone();
         let mut send = |p: PullProgress| {
             let _ = events.send(Ok(Message::Progress(p)));
@@ -114,7 +115,25 @@ pub async fn pull(
             let _ = tx.send(Err(e));
         }
     });
+    report_panic(worker, watch, "pull");
     progress_stream(rx).await
+}
+
+/// A worker that panicked ends its stream with an error message (the client would
+/// otherwise see a stream that just stops, and exit 0).
+fn report_panic(
+    worker: tokio::task::JoinHandle<()>,
+    tx: tokio::sync::mpsc::UnboundedSender<Result<Message, ImageError>>,
+    what: &'static str,
+) {
+    tokio::spawn(async move {
+        if let Err(e) = worker.await {
+            tracing::error!(error = %e, "{what} worker failed");
+            let _ = tx.send(Err(ImageError::Registry(format!(
+                "{what} failed: internal error: {e}"
+            ))));
+        }
+    });
 }
 
 /// Docker's JSON progress stream out of the messages of a pull or push. Until the first
@@ -185,7 +204,8 @@ pub async fn push(
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Result<Message, ImageError>>();
     let store = state.images.clone();
     let rt = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
+    let watch = tx.clone();
+    let worker = tokio::task::spawn_blocking(move || {
         let events = tx.clone();
         let mut send = |p: PullProgress| {
             let _ = events.send(Ok(Message::Progress(p)));
@@ -203,6 +223,7 @@ pub async fn push(
             }
         }
     });
+    report_panic(worker, watch, "push");
     progress_stream(rx).await
 }
 
@@ -300,6 +321,26 @@ mod tests {
         );
         assert_eq!(human_size(1_980_000), "1.98MB");
         assert_eq!(human_size(2_500), "2.5kB");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_worker_ends_its_stream_with_an_error() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Result<Message, ImageError>>();
+        let worker_tx = tx.clone();
+        let worker = tokio::task::spawn_blocking(move || {
+            let _ = worker_tx.send(Ok(Message::Aux(json!({}))));
+            panic!("worker bug");
+        });
+        report_panic(worker, tx, "pull");
+        assert!(matches!(rx.recv().await, Some(Ok(Message::Aux(_)))));
+        match rx.recv().await {
+            Some(Err(e)) => assert!(
+                e.to_string().starts_with("pull failed: internal error"),
+                "{e}"
+            ),
+            other => panic!("no error after the panic: {:?}", other.map(|m| m.is_ok())),
+        }
+        assert!(rx.recv().await.is_none());
     }
 
     #[test]

@@ -718,12 +718,17 @@ pub async fn remove(
     };
     let st = state.clone();
     let id = c.id.clone();
+    // An image removed with force while this container used it leaves its layers to it.
+    let image_gone = state.images.resolve(&c.image_id).is_err();
     match blocking(move || containers::remove(&st.layout, &st.metadata, &st.networks, &c, force))
         .await
     {
         Ok(()) => {
             crate::exec::forget_container(&state, &id);
             state.restarts.forget(&id);
+            if image_gone {
+                crate::images::collect_snapshots(&state).await;
+            }
             StatusCode::NO_CONTENT.into_response()
         }
         Err(r) => r,

@@ -397,6 +397,20 @@ pub async fn by_name_post(
     }
 }
 
+/// `DELETE /images/NAME` for an image whose name is one of the fixed routes.
+pub fn remove_fixed(
+    name: &'static str,
+) -> impl Fn(
+    State<Arc<AppState>>,
+    Query<HashMap<String, String>>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>
+       + Clone
+       + Send
+       + Sync
+       + 'static {
+    move |state, query| Box::pin(remove(state, Path(name.to_string()), query))
+}
+
 pub async fn remove(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,

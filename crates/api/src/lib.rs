@@ -80,11 +80,27 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/version", get(system::version))
         .route("/info", get(system::info))
         .route("/auth", post(registry::auth))
-        .route("/images/create", post(images::create))
-        .route("/images/json", get(images::list))
-        .route("/images/get", get(images::save))
-        .route("/images/load", post(images::load))
-        .route("/images/prune", post(image_prune::prune))
+        // Images may be named as these routes: `DELETE /images/NAME` still removes them.
+        .route(
+            "/images/create",
+            post(images::create).delete(images::remove_fixed("create")),
+        )
+        .route(
+            "/images/json",
+            get(images::list).delete(images::remove_fixed("json")),
+        )
+        .route(
+            "/images/get",
+            get(images::save).delete(images::remove_fixed("get")),
+        )
+        .route(
+            "/images/load",
+            post(images::load).delete(images::remove_fixed("load")),
+        )
+        .route(
+            "/images/prune",
+            post(image_prune::prune).delete(images::remove_fixed("prune")),
+        )
         .route("/containers/create", post(containers::create))
         .route("/containers/json", get(ps::list))
         .route("/containers/prune", post(prune::prune))

@@ -513,7 +513,9 @@ impl ImageStore {
                 }
                 refs.retain(|x| x.repository() != repo);
             }
-            if !refs.is_empty() || user.is_some() {
+            // Forced, a stopped container does not keep the image (Docker's soft
+            // conflict); a running one does.
+            if !refs.is_empty() || user.as_ref().is_some_and(|u| u.running || !force) {
                 return Ok(out);
             }
         } else {
@@ -534,11 +536,6 @@ impl ImageStore {
                         short(&u.id)
                     )));
                 }
-                // Forced: the references go, the image stays for the container.
-                for r in &refs {
-                    untag(r, &mut out)?;
-                }
-                return Ok(out);
             }
             if !single_reference(&refs) && !refs.is_empty() && !force {
                 return Err(Error::Conflict(format!(
@@ -550,7 +547,12 @@ impl ImageStore {
                 untag(r, &mut out)?;
             }
         }
-        let deleted = self.delete_image_locked(&id)?;
+        // Forced past a stopped container: every reference and the image go; the
+        // container keeps the layers it sits on, so they are not reported deleted.
+        let mut deleted = self.delete_image_locked(&id)?;
+        if user.is_some() {
+            deleted.items.truncate(1);
+        }
         out.items.extend(deleted.items);
         out.bytes += deleted.bytes;
         Ok(out)

@@ -504,3 +504,64 @@ fn daemon_start_removes_snapshots_no_image_uses() {
     ok(&d, &["rmi", "busybox:local"]);
     assert!(snapshots(&d).is_empty());
 }
+
+#[test]
+fn rmi_force_deletes_an_image_a_stopped_container_uses() {
+    let d = Daemon::start("gc-force");
+    let id = import(&d, &[], Some("forced:1"));
+    ok(&d, &["tag", "forced:1", "forced:2"]);
+    ok(
+        &d,
+        &[
+            "create", "--name", "holder", "forced:1", "sh", "-c", "echo ran",
+        ],
+    );
+    // Without force refused; forced by ID, every reference and the image go, and the
+    // layers the container sits on are not reported deleted.
+    let (code, _, err) = d.docker(&["rmi", &id]);
+    assert_eq!(code, 1);
+    assert!(err.contains("must be forced"), "{err}");
+    let out = ok(&d, &["rmi", "-f", &id]);
+    assert_eq!(
+        lines(&out),
+        [
+            "Untagged: forced:1",
+            "Untagged: forced:2",
+            &format!("Deleted: {id}"),
+        ],
+        "{out}"
+    );
+    assert_eq!(ok(&d, &["images", "-q"]), "");
+    // The container still runs on its layers, and shows its image by ID.
+    assert_eq!(ok(&d, &["start", "-a", "holder"]), "ran\n");
+    let shown = ok(&d, &["ps", "-a", "--format", "{{.Image}}"]);
+    assert_eq!(shown.trim(), &id["sha256:".len().."sha256:".len() + 12]);
+    assert!(!snapshots(&d).is_empty());
+    // Removing the container frees its layers.
+    ok(&d, &["rm", "holder"]);
+    assert!(snapshots(&d).is_empty(), "{:?}", snapshots(&d));
+    assert!(blobs(&d).is_empty(), "{:?}", blobs(&d));
+
+    // By its only reference, forced: untagged and deleted too.
+    let id = import(&d, &[], Some("again:1"));
+    ok(&d, &["create", "--name", "holder2", "again:1", "true"]);
+    let out = ok(&d, &["rmi", "-f", "again:1"]);
+    assert_eq!(
+        lines(&out),
+        ["Untagged: again:1", &format!("Deleted: {id}")],
+        "{out}"
+    );
+    ok(&d, &["rm", "holder2"]);
+    assert!(snapshots(&d).is_empty(), "{:?}", snapshots(&d));
+}
+
+#[test]
+fn images_named_as_routes_can_be_removed() {
+    let d = Daemon::start("gc-routes");
+    import(&d, &[], Some("base:1"));
+    for name in ["prune", "json", "get", "load", "create"] {
+        ok(&d, &["tag", "base:1", name]);
+        let out = ok(&d, &["rmi", name]);
+        assert_eq!(out, format!("Untagged: {name}:latest\n"), "{name}");
+    }
+}

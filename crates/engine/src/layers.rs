@@ -4,12 +4,14 @@
 //! pull (load, import, commit).
 
 use std::io::Read;
+use std::sync::Arc;
 
 use polis_image::{Digest, LayerInfo, LayerUnpacker, StagedLayer};
 use polis_storage::Snapshotter;
 
 use crate::containers::Layout;
 use crate::error::{Error, Result};
+use crate::snapshot_gc::Pins;
 
 /// Unpacks the layers that have no snapshot yet, bottom first, and returns the image's
 /// top chain ID and the chain IDs of the snapshots it made. On error, those it made are
@@ -76,21 +78,25 @@ fn image_error(e: Error) -> polis_image::Error {
     polis_image::Error::Unpack(e.to_string())
 }
 
-/// Unpacks a pull's layers into the engine's snapshots.
+/// Unpacks a pull's layers into the engine's snapshots, which stay pinned against
+/// collection until the unpacker is dropped (after the pull recorded its image).
 pub struct PullUnpacker {
     snapshots: Snapshotter,
+    pins: Arc<Pins>,
 }
 
 impl PullUnpacker {
     pub fn new(layout: &Layout) -> Result<Self> {
         Ok(PullUnpacker {
             snapshots: layout.snapshotter()?,
+            pins: Arc::default(),
         })
     }
 }
 
 impl LayerUnpacker for PullUnpacker {
     fn has(&self, chain_id: &Digest) -> bool {
+        self.pins.pin(chain_id.as_str());
         self.snapshots.has(chain_id.as_str())
     }
 
@@ -105,6 +111,7 @@ impl LayerUnpacker for PullUnpacker {
             .map_err(|e| image_error(refused(layer, e)))?;
         Ok(Box::new(Staged {
             snapshots: self.snapshots.clone(),
+            pins: self.pins.clone(),
             layer: layer.clone(),
             staged,
         }))
@@ -120,6 +127,7 @@ impl LayerUnpacker for PullUnpacker {
 /// A pulled layer unpacked in the staging area.
 struct Staged {
     snapshots: Snapshotter,
+    pins: Arc<Pins>,
     layer: LayerInfo,
     staged: polis_storage::StagedLayer,
 }
@@ -132,9 +140,15 @@ impl StagedLayer for Staged {
     fn commit(self: Box<Self>, parent: Option<&Digest>) -> polis_image::Result<(Digest, bool)> {
         let Staged {
             snapshots,
+            pins,
             layer,
             staged,
         } = *self;
+        let diff_id = layer.diff_id.as_str();
+        pins.pin(&polis_storage::chain_id(
+            parent.map(Digest::as_str),
+            diff_id,
+        ));
         let (chain, made) = snapshots
             .commit_staged(parent.map(Digest::as_str), staged)
             .map_err(|e| image_error(refused(&layer, e)))?;

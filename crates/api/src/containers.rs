@@ -768,8 +768,11 @@ pub async fn inspect(State(state): State<Arc<AppState>>, Path(key): Path<String>
             .exit
             .as_ref()
             .map(|e| e.finished_at.clone())
+            .or_else(|| c.finished_at.clone())
             .unwrap_or_else(never),
     };
+    // Of the last run, once it ended (a start clears it, as Docker's).
+    let oom_killed = !up && s.exit.as_ref().is_some_and(|e| e.oom_killed);
     Json(json!({
         "Id": c.id,
         "Created": c.created,
@@ -784,7 +787,7 @@ pub async fn inspect(State(state): State<Arc<AppState>>, Path(key): Path<String>
             "Running": up || status == "restarting",
             "Paused": status == "paused",
             "Restarting": status == "restarting",
-            "OOMKilled": false,
+            "OOMKilled": oom_killed,
             "Dead": false,
             "Pid": if up { s.pid } else { 0 },
             "ExitCode": code,

@@ -397,13 +397,13 @@ pub async fn by_name_post(
     }
 }
 
+/// What a boxed handler returns.
+type Responding = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
+
 /// `DELETE /images/NAME` for an image whose name is one of the fixed routes.
 pub fn remove_fixed(
     name: &'static str,
-) -> impl Fn(
-    State<Arc<AppState>>,
-    Query<HashMap<String, String>>,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>
+) -> impl Fn(State<Arc<AppState>>, Query<HashMap<String, String>>) -> Responding
        + Clone
        + Send
        + Sync

@@ -176,7 +176,14 @@ async fn run(state: &Arc<AppState>, id: &str, created: bool) -> polis_engine::Re
     let st = state.clone();
     let id = id.to_string();
     blocking(move || {
-        let c = st.metadata.find(&id)?;
+        let mut c = st.metadata.find(&id)?;
+        if !created {
+            if let Some(exit) = containers::state(&st.layout, &id).exit {
+                c = st.metadata.update_container(&id, |rec| {
+                    rec.finished_at = Some(exit.finished_at.clone())
+                })?;
+            }
+        }
         containers::start(&st.layout, &st.networks, &c, created)
     })
     .await

@@ -63,6 +63,9 @@ pub struct Container {
     /// down, even across a daemon restart.
     #[serde(default)]
     pub manually_stopped: bool,
+    /// When its previous run ended: Docker's FinishedAt while it runs again.
+    #[serde(default)]
+    pub finished_at: Option<String>,
 }
 
 /// Where the engine keeps things.
@@ -319,6 +322,7 @@ pub fn create(
             started_at: None,
             restart_count: 0,
             manually_stopped: false,
+            finished_at: None,
         };
         md.save_container(&container)?;
         run_shim(layout, &container)?;

@@ -212,6 +212,7 @@ fn write_exit(shim_dir: &Path, code: i32) -> Result<()> {
         exit_code: code,
         signal: Some(code - 128),
         finished_at: polis_runtime::state::now_rfc3339(),
+        oom_killed: false,
     };
     std::fs::create_dir_all(shim_dir).map_err(|e| Error::io("create", shim_dir, e))?;
     let path = shim_dir.join(polis_shim::EXIT_FILE);

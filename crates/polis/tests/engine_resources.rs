@@ -471,3 +471,62 @@ fn host_and_none_networks() {
     ok(d.docker(&["rm", &id]));
     assert!(!Path::new(&format!("/sys/fs/cgroup/pids/polis/{id}")).exists());
 }
+
+#[test]
+fn oom_kills_and_finish_times_are_reported() {
+    let d = Daemon::start("res-oom");
+    import_busybox(&d);
+    // Past its memory (swap included) the kernel kills it: 137 and OOMKilled.
+    let (code, _, _) = d.docker(&[
+        "run",
+        "--name",
+        "hungry",
+        "--memory",
+        "16m",
+        "--memory-swap",
+        "16m",
+        "busybox:local",
+        "sh",
+        "-c",
+        "tail /dev/zero",
+    ]);
+    assert_eq!(code, 137);
+    let state = ok(d.docker(&[
+        "inspect",
+        "-f",
+        "{{.State.OOMKilled}} {{.State.ExitCode}}",
+        "hungry",
+    ]));
+    assert_eq!(state.trim(), "true 137");
+
+    // An ordinary exit is no OOM; while a container runs again, FinishedAt is its last
+    // run's end (its second run sleeps).
+    let (code, _, _) = d.docker(&[
+        "run",
+        "--name",
+        "calm",
+        "busybox:local",
+        "sh",
+        "-c",
+        "test -f /ran && sleep 30; touch /ran; exit 3",
+    ]);
+    assert_eq!(code, 3);
+    let first = ok(d.docker(&[
+        "inspect",
+        "-f",
+        "{{.State.OOMKilled}} {{.State.FinishedAt}}",
+        "calm",
+    ]));
+    let (oom, finished) = first.trim().split_once(' ').unwrap();
+    assert_eq!(oom, "false");
+    assert!(!finished.starts_with("0001"), "{finished}");
+    ok(d.docker(&["start", "calm"]));
+    let again = ok(d.docker(&[
+        "inspect",
+        "-f",
+        "{{.State.Running}} {{.State.FinishedAt}}",
+        "calm",
+    ]));
+    assert_eq!(again.trim(), format!("true {finished}"));
+    ok(d.docker(&["rm", "-f", "hungry", "calm"]));
+}

@@ -121,6 +121,9 @@ pub struct ExitStatus {
     pub signal: Option<i32>,
     /// RFC 3339 with nanoseconds, UTC.
     pub finished_at: String,
+    /// The kernel's OOM killer struck in the container's cgroup during the run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oom_killed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -862,6 +862,7 @@ impl Shim {
                 exit_code: status.0,
                 signal: status.1,
                 finished_at: polis_runtime::state::now_rfc3339(),
+                oom_killed: false,
             };
             if pid == self.init_pid && self.exit.is_none() {
                 self.container_exited(exit);
@@ -871,7 +872,13 @@ impl Shim {
         }
     }
 
-    fn container_exited(&mut self, exit: ExitStatus) {
+    fn container_exited(&mut self, mut exit: ExitStatus) {
+        // Read before the cgroup goes with the runtime container.
+        exit.oom_killed = self
+            .root
+            .load(&self.id)
+            .and_then(|r| r.cgroup.oom_kills())
+            .is_ok_and(|n| n > 0);
         self.drain_output(Owner::Container);
         if let Some(log) = &mut self.log {
             if let Err(e) = log.flush_partial() {

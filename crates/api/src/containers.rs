@@ -25,7 +25,9 @@ use crate::AppState;
 
 pub fn engine_error(e: EngineError) -> Response {
     let status = match &e {
-        EngineError::NotFound(_) | EngineError::FileNotFound { .. } => StatusCode::NOT_FOUND,
+        EngineError::NotFound(_)
+        | EngineError::FileNotFound { .. }
+        | EngineError::NoSuchVolume(_) => StatusCode::NOT_FOUND,
         EngineError::Conflict(_) => StatusCode::CONFLICT,
         EngineError::InvalidInput(_) => StatusCode::BAD_REQUEST,
         EngineError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -97,7 +99,8 @@ fn unsupported_option(
     rest: &serde_json::Map<String, serde_json::Value>,
 ) -> Option<String> {
     // Fields of the create body that carry no setting, or that Polis applies.
-    const HANDLED: [&str; 8] = [
+    const HANDLED: [&str; 9] = [
+        "Volumes",
         "AttachStdin",
         "AttachStdout",
         "AttachStderr",
@@ -215,6 +218,7 @@ fn unsupported_mount_field(mounts: &serde_json::Value) -> Option<String> {
         "ReadOnlyForceRecursive",
     ];
     const TMPFS: [&str; 3] = ["SizeBytes", "Mode", "Options"];
+    const VOLUME: [&str; 3] = ["NoCopy", "Labels", "DriverConfig"];
     for m in mounts.as_array().into_iter().flatten() {
         for (k, v) in m.as_object().into_iter().flatten() {
             if unset(v) {
@@ -226,6 +230,7 @@ fn unsupported_mount_field(mounts: &serde_json::Value) -> Option<String> {
             let known: &[&str] = match k.as_str() {
                 "BindOptions" => &BIND,
                 "TmpfsOptions" => &TMPFS,
+                "VolumeOptions" => &VOLUME,
                 _ => continue,
             };
             for (sub, sv) in v.as_object().into_iter().flatten() {
@@ -301,7 +306,16 @@ pub async fn create(
         },
         None => BTreeMap::new(),
     };
+    let volumes = match body.rest.get("Volumes").filter(|v| !v.is_null()) {
+        Some(v) => match serde_json::from_value(v.clone()) {
+            Ok(p) => p,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("Volumes: {e}")),
+        },
+        None => BTreeMap::new(),
+    };
     let spec = ContainerSpec {
+        volumes,
+        volume_mounts: Vec::new(),
         exposed_ports,
         endpoints,
         image: body.image,
@@ -397,9 +411,12 @@ pub fn watch_auto_remove(state: Arc<AppState>, c: Container) {
         let (st, wait_id) = (state.clone(), id.clone());
         let _ = blocking(move || containers::call(&st.layout, &wait_id, &ShimRequest::Wait)).await;
         let st = state.clone();
-        let _ =
-            blocking(move || containers::remove(&st.layout, &st.metadata, &st.networks, &c, true))
-                .await;
+        // --rm takes the container's anonymous volumes with it, as Docker's.
+        let _ = blocking(move || {
+            containers::remove(&st.layout, &st.metadata, &st.networks, &c, true)?;
+            polis_engine::volume_use::remove_anonymous(&st.layout, &st.metadata, &c)
+        })
+        .await;
         crate::exec::forget_container(&state, &id);
     });
 }
@@ -585,7 +602,12 @@ pub async fn stop(
     }
     // Its host ports are free once `stop` returns (its watcher would be a moment late).
     let (st, id) = (state.clone(), c.id.clone());
-    if let Err(r) = blocking(move || st.networks.deactivate(&id)).await {
+    if let Err(r) = blocking(move || {
+        st.networks.deactivate(&id)?;
+        polis_engine::volume_use::release(&st.layout, &st.metadata, &id)
+    })
+    .await
+    {
         return r;
     }
     StatusCode::NO_CONTENT.into_response()
@@ -698,6 +720,7 @@ pub async fn remove(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let force = matches!(q.get("force").map(String::as_str), Some("1" | "true"));
+    let volumes = matches!(q.get("v").map(String::as_str), Some("1" | "true"));
     let (c, live) = match find_live(&state, &key).await {
         Ok(found) => found,
         Err(r) => return r,
@@ -720,8 +743,14 @@ pub async fn remove(
     let id = c.id.clone();
     // An image removed with force while this container used it leaves its layers to it.
     let image_gone = state.images.resolve(&c.image_id).is_err();
-    match blocking(move || containers::remove(&st.layout, &st.metadata, &st.networks, &c, force))
-        .await
+    match blocking(move || {
+        containers::remove(&st.layout, &st.metadata, &st.networks, &c, force)?;
+        if volumes {
+            polis_engine::volume_use::remove_anonymous(&st.layout, &st.metadata, &c)?;
+        }
+        Ok(())
+    })
+    .await
     {
         Ok(()) => {
             crate::exec::forget_container(&state, &id);
@@ -808,9 +837,10 @@ pub async fn inspect(State(state): State<Arc<AppState>>, Path(key): Path<String>
             "OpenStdin": c.spec.open_stdin,
             "Labels": c.spec.labels,
             "ExposedPorts": if c.spec.exposed_ports.is_empty() { serde_json::Value::Null } else { json!(c.spec.exposed_ports) },
+            "Volumes": if c.spec.volumes.is_empty() { serde_json::Value::Null } else { json!(c.spec.volumes) },
         },
         "HostConfig": c.spec.host,
-        "Mounts": mounts::mount_points(&c.spec.host),
+        "Mounts": mounts::mount_points(&c.spec, &state.layout.root),
         "NetworkSettings": crate::networks::settings(&state, &c),
     }))
     .into_response()

@@ -27,6 +27,7 @@ mod system;
 mod top;
 mod update;
 mod versioning;
+mod volumes;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -113,6 +114,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/networks/{id}/connect", post(networks::connect))
         .route("/networks/{id}/disconnect", post(networks::disconnect))
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/prune", post(volumes::prune))
+        .route(
+            "/volumes/{name}",
+            get(volumes::inspect).delete(volumes::remove),
+        )
         .route("/commit", post(commit::commit))
         .route("/containers/{id}/json", get(containers::inspect))
         .route("/containers/{id}/start", post(containers::start))

@@ -191,6 +191,12 @@ fn mount_points(c: &Container) -> Vec<(String, String)> {
             .flatten()
             .map(|m| (m.source.clone(), m.target.clone())),
     );
+    out.extend(
+        c.spec
+            .volume_mounts
+            .iter()
+            .map(|v| (v.name.clone(), v.destination.clone())),
+    );
     out
 }
 
@@ -386,7 +392,7 @@ fn summary(state: &AppState, row: &Row, size: bool) -> serde_json::Value {
         "Status": row.status(),
         "HostConfig": { "NetworkMode": network_mode },
         "NetworkSettings": { "Networks": {} },
-        "Mounts": polis_engine::mounts::mount_points(&c.spec.host),
+        "Mounts": polis_engine::mounts::mount_points(&c.spec, &state.layout.root),
     });
     if size {
         let rw = polis_storage::Snapshotter::new(state.layout.snapshots())

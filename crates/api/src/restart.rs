@@ -214,7 +214,12 @@ async fn supervise(state: &Arc<AppState>, id: &str, generation: u64, cancel: &Ca
                 return;
             }
             let (st, stopped) = (state.clone(), id.to_string());
-            if let Err(e) = blocking(move || st.networks.deactivate(&stopped)).await {
+            if let Err(e) = blocking(move || {
+                st.networks.deactivate(&stopped)?;
+                polis_engine::volume_use::release(&st.layout, &st.metadata, &stopped)
+            })
+            .await
+            {
                 tracing::warn!(container = id, error = %e, "ports not unpublished");
             }
         }

@@ -26,6 +26,11 @@ pub fn split_version(path: &str) -> Option<(Option<(u32, u32)>, &str)> {
     Some((Some((major.parse().ok()?, minor.parse().ok()?)), tail))
 }
 
+/// The API version a request was made with (its `/vX.Y` prefix), for handlers whose
+/// behaviour changed between versions; unversioned requests get the newest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RequestVersion(pub (u32, u32));
+
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
     let body = serde_json::json!({ "message": message.into() });
     (status, axum::Json(body)).into_response()
@@ -64,6 +69,7 @@ pub async fn strip_version_prefix(mut req: Request, next: Next) -> Response {
         if let Ok(uri) = pq.parse::<Uri>() {
             *req.uri_mut() = uri;
         }
+        req.extensions_mut().insert(RequestVersion(v));
     }
     next.run(req).await
 }

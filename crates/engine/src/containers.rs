@@ -42,6 +42,10 @@ pub struct ContainerSpec {
     pub endpoints: BTreeMap<String, EndpointConfig>,
     /// `Config.ExposedPorts` (`80/tcp` → {}), the image's merged in at create.
     pub exposed_ports: BTreeMap<String, serde_json::Value>,
+    /// `Config.Volumes` (`/data` → {}): anonymous volumes asked for.
+    pub volumes: BTreeMap<String, serde_json::Value>,
+    /// The volumes the container mounts, found or made at create.
+    pub volume_mounts: Vec<crate::volume_use::VolumeMount>,
 }
 
 /// The engine's record of one container.
@@ -245,7 +249,14 @@ pub fn create(
         let _ = std::fs::remove_dir_all(layout.shim_dir(&id));
         let _ = md.remove_container(&id, &name);
     };
+    let mut made_volumes = Vec::new();
     let result = (|| {
+        spec.volume_mounts = crate::volume_use::attach(
+            layout,
+            &spec,
+            &crate::volume_use::image_volumes(&image_config),
+            &mut made_volumes,
+        )?;
         let snapshots = layout.snapshotter()?;
         let collection = crate::snapshot_gc::create_guard();
         // Pulled images have their snapshots already; loaded or imported ones get them now.
@@ -325,11 +336,20 @@ pub fn create(
             finished_at: None,
         };
         md.save_container(&container)?;
+        crate::volume_use::mount_all(layout, &container.spec, &rootfs)?;
         run_shim(layout, &container)?;
         Ok(container)
     })();
     if result.is_err() {
+        let _ = crate::volume_use::release(layout, md, &id);
         undo(layout, md);
+        // Only anonymous volumes are the container's own; named ones stay, as Docker's.
+        let store = crate::volumes::Volumes::new(&layout.root);
+        for name in made_volumes {
+            if store.get(&name).is_ok_and(|v| v.anonymous()) {
+                let _ = store.remove(&name);
+            }
+        }
     }
     result
 }
@@ -350,6 +370,8 @@ pub fn recreate(layout: &Layout, networks: &Networks, container: &Container) -> 
         Err(e) => return Err(Error::io("remove", &exit, e)),
     }
     crate::hostspec::before_start(&container.spec)?;
+    let rootfs = crate::archive::mounted_rootfs(layout, id)?;
+    crate::volume_use::mount_all(layout, &container.spec, &rootfs)?;
     run_shim(layout, container)
 }
 
@@ -443,6 +465,9 @@ pub fn remove(
         if layout.shim_dir(id).join(polis_shim::SOCKET).exists() {
             first.get_or_insert(e);
         }
+    }
+    if let Err(e) = crate::volume_use::release(layout, md, id) {
+        first.get_or_insert(e);
     }
     let rootfs = layout.bundle(id).join("rootfs");
     if let Err(e) = polis_storage::unmount(&rootfs) {

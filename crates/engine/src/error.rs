@@ -39,6 +39,9 @@ pub enum Error {
     InvalidInput(String),
     #[error("No such container: {0}")]
     NotFound(String),
+    /// Docker's 404 for a volume (or a volume driver) that does not exist, in its words.
+    #[error("{0}")]
+    NoSuchVolume(String),
     /// A path missing in a container (`docker cp`), named as the client gave both.
     #[error("Could not find the file {path} in container {container}")]
     FileNotFound { path: String, container: String },

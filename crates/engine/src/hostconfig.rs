@@ -112,8 +112,7 @@ pub struct MountSpec {
     /// "default", "consistent", "cached" or "delegated": meaningful on macOS only.
     pub consistency: String,
     pub bind_options: Option<BindOptions>,
-    /// Kept only to be refused: named volumes do not exist yet.
-    pub volume_options: Option<serde_json::Value>,
+    pub volume_options: Option<VolumeOptions>,
     pub tmpfs_options: Option<TmpfsOptions>,
 }
 
@@ -125,6 +124,22 @@ pub struct BindOptions {
     pub create_mountpoint: bool,
     pub read_only_non_recursive: bool,
     pub read_only_force_recursive: bool,
+}
+
+/// `--mount type=volume` options: volume-nocopy, volume-label, volume-driver, volume-opt.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct VolumeOptions {
+    pub no_copy: bool,
+    pub labels: Option<BTreeMap<String, String>>,
+    pub driver_config: Option<VolumeDriver>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct VolumeDriver {
+    pub name: String,
+    pub options: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -56,7 +56,8 @@ pub fn apply(
     oci: &mut Spec,
 ) -> Result<()> {
     let h = &spec.host;
-    let user_mounts = mounts::parse(h)?;
+    let user_mounts =
+        mounts::resolve_volumes(mounts::parse(h)?, &spec.volume_mounts, &layout.root)?;
     mounts::create_sources(&user_mounts)?;
     let extra = netmode::apply(layout, id, spec, joined, host_gateway, oci)?;
     mounts::apply(&user_mounts, h.shm_size, extra, oci)?;

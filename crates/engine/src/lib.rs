@@ -27,6 +27,10 @@ pub mod snapshot_gc;
 pub mod stats;
 pub mod top;
 pub mod update;
+pub mod volume_copy;
+pub mod volume_driver;
+pub mod volume_use;
+pub mod volumes;
 
 pub use config::DaemonConfig;
 pub use error::{Error, Result};

@@ -1,10 +1,11 @@
 //! The container's own mounts as Docker's API asks for them: `-v` (HostConfig.Binds),
 //! `--mount` (HostConfig.Mounts: bind and tmpfs), `--tmpfs` (HostConfig.Tmpfs) and the
 //! size of /dev/shm. Checked with Docker's rules and in its words, turned into the OCI
-//! spec's mounts, and listed for inspect. Named volumes do not exist yet: asking for
-//! one is an error, never a silent directory.
+//! spec's mounts, and listed for inspect. Volumes (`-v NAME:/p`, `-v /p`, `--mount
+//! type=volume`) are parsed here and made bind mounts of their data once the engine has
+//! found or created them (`crate::volume_use`).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{Mount, Spec};
@@ -26,8 +27,14 @@ const PROPAGATIONS: [&str; 6] = [
 pub struct MountPoint {
     #[serde(rename = "Type")]
     pub kind: String,
+    /// A volume's name (volumes only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub source: String,
     pub destination: String,
+    /// A volume's driver (volumes only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
     pub mode: String,
     #[serde(rename = "RW")]
     pub rw: bool,
@@ -49,6 +56,23 @@ enum Kind {
     Tmpfs {
         options: Vec<String>,
     },
+    Volume(VolumeRequest),
+}
+
+/// A volume a container asks for, by `-v` or `--mount`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VolumeRequest {
+    /// None: an anonymous volume, made for the container.
+    pub name: Option<String>,
+    pub read_only: bool,
+    /// Not filled with the image's content at first mount.
+    pub nocopy: bool,
+    /// What inspect shows as Mode.
+    pub mode: String,
+    /// `volume-driver`, `volume-opt` and `volume-label` of `--mount`.
+    pub driver: String,
+    pub options: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
 }
 
 /// One mount the container asked for, checked.
@@ -137,27 +161,17 @@ fn selinux_enabled() -> bool {
     Path::new("/sys/fs/selinux/enforce").exists()
 }
 
-/// Docker's rule for local volume names.
-fn valid_volume_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
-        && name.len() > 1
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-}
-
-/// A named volume where a host path was not given: refused, by name.
-fn volume_refused(name: &str, target: &str) -> Error {
-    if !valid_volume_name(name) {
-        return invalid(format!(
-            "create {name}: \"{name}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"
-        ));
+/// A volume mount of `-v` or `--mount`, its destination checked.
+fn volume_mount(destination: &str, request: VolumeRequest) -> UserMount {
+    UserMount {
+        destination: clean(destination),
+        kind: Kind::Volume(request),
+        // Listed from the container's record, which has the volume's name.
+        point: None,
     }
-    invalid(format!(
-        "named volume \"{name}\" (for {target}): volumes are not supported by this daemon yet; give an absolute host path to bind-mount a directory"
-    ))
 }
 
-/// One `-v SRC:DST[:MODE]` entry.
+/// One `-v SRC:DST[:MODE]` entry (`-v DST`: an anonymous volume).
 fn parse_bind(raw: &str) -> Result<UserMount> {
     let spec_err = || invalid(format!("invalid volume specification: '{raw}'"));
     let arr: Vec<&str> = raw.splitn(4, ':').collect();
@@ -166,9 +180,13 @@ fn parse_bind(raw: &str) -> Result<UserMount> {
     }
     let (source, target, mode) = match arr.as_slice() {
         [target] => {
-            return Err(invalid(format!(
-                "anonymous volume for {target}: volumes are not supported by this daemon yet; give an absolute host path to bind-mount a directory"
-            )))
+            check_target(target).map_err(|e| {
+                invalid(format!(
+                    "invalid volume specification: '{raw}': {}",
+                    mount_config("volume", e)
+                ))
+            })?;
+            return Ok(volume_mount(target, VolumeRequest::default()));
         }
         [_, mode] if valid_mode(mode) => return Err(spec_err()),
         [source, target] => (*source, *target, ""),
@@ -178,11 +196,30 @@ fn parse_bind(raw: &str) -> Result<UserMount> {
     if !valid_mode(mode) {
         return Err(invalid(format!("invalid mode: {mode}")));
     }
-    if !source.starts_with('/') {
-        return Err(volume_refused(source, target));
-    }
     let wrap = |e: Error| invalid(format!("invalid volume specification: '{raw}': {e}"));
     let opts: Vec<&str> = mode.split(',').filter(|o| !o.is_empty()).collect();
+    if !source.starts_with('/') {
+        if !crate::volumes::valid_name(source) {
+            return Err(crate::volumes::invalid_name(source));
+        }
+        check_target(target).map_err(|e| wrap(mount_config("volume", e)))?;
+        if opts.iter().any(|o| PROPAGATIONS.contains(o)) {
+            return Err(wrap(mount_config(
+                "volume",
+                "field BindOptions must not be specified",
+            )));
+        }
+        return Ok(volume_mount(
+            target,
+            VolumeRequest {
+                name: Some(source.to_string()),
+                read_only: opts.contains(&"ro"),
+                nocopy: opts.contains(&"nocopy"),
+                mode: if mode.is_empty() { "z" } else { mode }.to_string(),
+                ..Default::default()
+            },
+        ));
+    }
     if opts.contains(&"nocopy") {
         return Err(wrap(mount_config(
             "bind",
@@ -207,6 +244,8 @@ fn parse_bind(raw: &str) -> Result<UserMount> {
     Ok(UserMount {
         point: Some(MountPoint {
             kind: "bind".into(),
+            name: None,
+            driver: None,
             source: source.clone(),
             destination: destination.clone(),
             mode: mode.to_string(),
@@ -284,6 +323,8 @@ fn parse_mount(m: &MountSpec, check_source: bool) -> Result<UserMount> {
             Ok(UserMount {
                 point: Some(MountPoint {
                     kind: "bind".into(),
+                    name: None,
+                    driver: None,
                     source: source.clone(),
                     destination: destination.clone(),
                     mode: String::new(),
@@ -312,6 +353,8 @@ fn parse_mount(m: &MountSpec, check_source: bool) -> Result<UserMount> {
             Ok(UserMount {
                 point: Some(MountPoint {
                     kind: "tmpfs".into(),
+                    name: None,
+                    driver: None,
                     source: String::new(),
                     destination: destination.clone(),
                     mode: String::new(),
@@ -322,14 +365,30 @@ fn parse_mount(m: &MountSpec, check_source: bool) -> Result<UserMount> {
                 kind: Kind::Tmpfs { options },
             })
         }
-        "volume" => Err(volume_refused(
-            if m.source.is_empty() {
-                "(anonymous)"
-            } else {
-                &m.source
-            },
-            &m.target,
-        )),
+        "volume" => {
+            if !m.source.is_empty() && !crate::volumes::valid_name(&m.source) {
+                return Err(crate::volumes::invalid_name(&m.source));
+            }
+            if m.source.is_empty() && m.read_only {
+                return Err(err(
+                    "must not set ReadOnly mode when using anonymous volumes",
+                ));
+            }
+            let opts = m.volume_options.clone().unwrap_or_default();
+            let driver = opts.driver_config.clone().unwrap_or_default();
+            Ok(volume_mount(
+                &m.target,
+                VolumeRequest {
+                    name: (!m.source.is_empty()).then(|| m.source.clone()),
+                    read_only: m.read_only,
+                    nocopy: opts.no_copy,
+                    mode: String::new(),
+                    driver: driver.name,
+                    options: driver.options.unwrap_or_default(),
+                    labels: opts.labels.unwrap_or_default(),
+                },
+            ))
+        }
         _ => Err(err("mount type unknown")),
     }
 }
@@ -464,14 +523,84 @@ pub fn parse(host: &HostConfig) -> Result<Vec<UserMount>> {
     Ok(out)
 }
 
-/// The mounts inspect lists, by destination.
-pub fn mount_points(host: &HostConfig) -> Vec<MountPoint> {
-    let mut points: Vec<MountPoint> = parse_lenient(host)
+/// The mounts inspect lists, by destination: those asked for and the container's
+/// volumes (`root`: the daemon's root, where volumes live).
+pub fn mount_points(spec: &crate::containers::ContainerSpec, root: &Path) -> Vec<MountPoint> {
+    let store = crate::volumes::Volumes::new(root);
+    let mut points: Vec<MountPoint> = parse_lenient(&spec.host)
         .into_iter()
         .filter_map(|m| m.point)
         .collect();
+    points.extend(spec.volume_mounts.iter().map(|v| MountPoint {
+        kind: "volume".into(),
+        name: Some(v.name.clone()),
+        source: store.mountpoint(&v.name).to_string_lossy().into_owned(),
+        destination: v.destination.clone(),
+        driver: Some("local".into()),
+        mode: v.mode.clone(),
+        rw: !v.read_only,
+        propagation: String::new(),
+    }));
     points.sort_by(|a, b| a.destination.cmp(&b.destination));
     points
+}
+
+/// The volumes `mounts` ask for, by destination.
+pub fn volume_requests(mounts: &[UserMount]) -> Vec<(String, VolumeRequest)> {
+    mounts
+        .iter()
+        .filter_map(|m| match &m.kind {
+            Kind::Volume(r) => Some((m.destination.clone(), r.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether something is mounted at `destination` (a bind, a tmpfs or a volume).
+pub fn mounted_at(mounts: &[UserMount], destination: &str) -> bool {
+    let d = clean(destination);
+    mounts.iter().any(|m| m.destination == d)
+}
+
+/// `mounts` with each volume made a bind mount of its data, the container's other
+/// volumes (its image's, `Config.Volumes`) added: what the runtime mounts.
+pub fn resolve_volumes(
+    mounts: Vec<UserMount>,
+    volumes: &[crate::volume_use::VolumeMount],
+    root: &Path,
+) -> Result<Vec<UserMount>> {
+    let store = crate::volumes::Volumes::new(root);
+    let bind = |v: &crate::volume_use::VolumeMount| UserMount {
+        destination: v.destination.clone(),
+        kind: Kind::Bind {
+            source: store.mountpoint(&v.name),
+            read_only: v.read_only,
+            recursive_ro: false,
+            non_recursive: false,
+            propagation: "rprivate".into(),
+            create_source: false,
+        },
+        point: None,
+    };
+    let mut out = Vec::new();
+    for m in mounts {
+        if !matches!(m.kind, Kind::Volume(_)) {
+            out.push(m);
+            continue;
+        }
+        let v = volumes
+            .iter()
+            .find(|v| v.destination == m.destination)
+            .ok_or_else(|| invalid(format!("no volume recorded for {}", m.destination)))?;
+        out.push(bind(v));
+    }
+    for v in volumes {
+        if !out.iter().any(|m| m.destination == v.destination) {
+            out.push(bind(v));
+        }
+    }
+    out.sort_by_key(|m| m.destination.split('/').filter(|c| !c.is_empty()).count());
+    Ok(out)
 }
 
 /// As `parse`, for a record already accepted: a `--mount` source removed since is no
@@ -644,6 +773,12 @@ pub fn apply(
             Kind::Tmpfs { options } => {
                 all.push(oci_mount(&m.destination, "tmpfs", "tmpfs", options.clone()));
             }
+            Kind::Volume(_) => {
+                return Err(invalid(format!(
+                    "volume at {} has no data directory",
+                    m.destination
+                )))
+            }
         }
     }
     all.extend(
@@ -716,9 +851,42 @@ mod tests {
             err(&host(&["/a:/d", "/b:/d/"])),
             "Duplicate mount point: /d"
         );
-        assert!(err(&host(&["data:/d"])).contains("named volume \"data\""));
         assert!(err(&host(&["da/ta:/d"])).contains("includes invalid characters"));
-        assert!(err(&host(&["/d"])).contains("anonymous volume"));
+        assert_eq!(
+            err(&host(&["data:/d:rshared"])),
+            "invalid volume specification: 'data:/d:rshared': invalid mount config for type \"volume\": field BindOptions must not be specified"
+        );
+    }
+
+    #[test]
+    fn volumes_parse_as_docker() {
+        let m = parse(&host(&["data:/d/:ro,nocopy", "/anon", "other:/o"])).unwrap();
+        let reqs = volume_requests(&m);
+        assert_eq!(reqs.len(), 3);
+        let find = |d: &str| reqs.iter().find(|(dest, _)| dest == d).unwrap().1.clone();
+        let data = find("/d");
+        assert_eq!(data.name.as_deref(), Some("data"));
+        assert!(data.read_only && data.nocopy);
+        assert_eq!(data.mode, "ro,nocopy");
+        assert_eq!(find("/anon").name, None);
+        assert_eq!(find("/o").mode, "z");
+        assert!(mounted_at(&m, "/d"));
+        let used = vec![crate::volume_use::VolumeMount {
+            name: "data".into(),
+            destination: "/d".into(),
+            read_only: true,
+            ..Default::default()
+        }];
+        let one = parse(&host(&["data:/d:ro"])).unwrap();
+        let r = resolve_volumes(one, &used, Path::new("/var/lib/polis")).unwrap();
+        let Kind::Bind {
+            source, read_only, ..
+        } = &r[0].kind
+        else {
+            panic!()
+        };
+        assert_eq!(source, Path::new("/var/lib/polis/volumes/data/_data"));
+        assert!(*read_only);
     }
 
     #[test]
@@ -753,7 +921,27 @@ mod tests {
             err(&h(mount("bogus", "", "/x"))),
             "invalid mount config for type \"bogus\": mount type unknown"
         );
-        assert!(err(&h(mount("volume", "vol", "/x"))).contains("named volume \"vol\""));
+        let mut v = mount("volume", "vol", "/x");
+        v.volume_options = Some(crate::hostconfig::VolumeOptions {
+            no_copy: true,
+            labels: Some([("a".to_string(), "b".to_string())].into()),
+            driver_config: Some(crate::hostconfig::VolumeDriver {
+                name: "local".into(),
+                options: Some([("type".to_string(), "tmpfs".to_string())].into()),
+            }),
+        });
+        let r = volume_requests(&parse(&h(v)).unwrap())[0].1.clone();
+        assert!(r.nocopy);
+        assert_eq!(
+            (r.driver.as_str(), r.options["type"].as_str()),
+            ("local", "tmpfs")
+        );
+        let mut anon_ro = mount("volume", "", "/x");
+        anon_ro.read_only = true;
+        assert_eq!(
+            err(&h(anon_ro)),
+            "invalid mount config for type \"volume\": must not set ReadOnly mode when using anonymous volumes"
+        );
         let mut t = mount("tmpfs", "", "/t");
         t.tmpfs_options = Some(TmpfsOptions {
             size_bytes: 3 << 20,

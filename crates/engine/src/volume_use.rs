@@ -1,0 +1,214 @@
+//! Containers and their volumes: at create, the volumes a container asks for (`-v`,
+//! `--mount`, `Config.Volumes`, its image's VOLUMEs) are found or made and recorded with
+//! it; before its runtime container is made they are mounted (a `local` volume with
+//! options on its `_data`) and an empty one is filled from the image; when the last
+//! container using a mounted volume stops, it is unmounted. `rm -v` removes the
+//! anonymous ones.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::containers::{Container, ContainerSpec, Layout};
+use crate::error::{Error, Result};
+use crate::metadata::Metadata;
+use crate::mounts;
+use crate::volumes::{CreateVolume, Volumes};
+
+/// One volume a container mounts, as recorded with the container.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VolumeMount {
+    pub name: String,
+    pub destination: String,
+    pub read_only: bool,
+    /// Not filled with the image's content.
+    pub nocopy: bool,
+    /// Inspect's Mode.
+    pub mode: String,
+    /// Made for this container: `rm -v` (and `--rm`) remove it.
+    pub anonymous: bool,
+}
+
+/// Find or make the volumes `spec` asks for, with `image_volumes` (the image's VOLUME
+/// paths) as anonymous volumes where nothing else is mounted. Volumes made are pushed
+/// onto `made` (so a failed create can remove the anonymous ones).
+pub fn attach(
+    layout: &Layout,
+    spec: &ContainerSpec,
+    image_volumes: &[String],
+    made: &mut Vec<String>,
+) -> Result<Vec<VolumeMount>> {
+    let store = Volumes::new(&layout.root);
+    let user = mounts::parse(&spec.host)?;
+    let mut wanted: Vec<(String, mounts::VolumeRequest, bool)> = mounts::volume_requests(&user)
+        .into_iter()
+        .map(|(d, r)| (d, r, false))
+        .collect();
+    // Config.Volumes, then the image's: anonymous, where nothing else is mounted.
+    for path in spec.volumes.keys().chain(image_volumes) {
+        let d = clean_target(path)?;
+        if !mounts::mounted_at(&user, &d) && !wanted.iter().any(|(w, _, _)| *w == d) {
+            wanted.push((d, mounts::VolumeRequest::default(), true));
+        }
+    }
+    let mut out = Vec::new();
+    for (destination, r, implicit) in wanted {
+        let anonymous = r.name.is_none();
+        let (v, created) = store.create(CreateVolume {
+            name: r.name.clone(),
+            driver: r.driver.clone(),
+            options: r.options.clone(),
+            labels: r.labels.clone(),
+        })?;
+        if created {
+            made.push(v.name.clone());
+        }
+        out.push(VolumeMount {
+            name: v.name,
+            destination,
+            read_only: r.read_only,
+            nocopy: r.nocopy,
+            mode: if implicit { String::new() } else { r.mode },
+            anonymous,
+        });
+    }
+    Ok(out)
+}
+
+/// A VOLUME path or `Config.Volumes` key, checked as a mount target and cleaned.
+fn clean_target(path: &str) -> Result<String> {
+    if !path.starts_with('/') {
+        return Err(Error::InvalidInput(format!(
+            "invalid mount config for type \"volume\": invalid mount path: '{path}' mount path must be absolute"
+        )));
+    }
+    let cleaned: Vec<&str> = path
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    if cleaned.is_empty() {
+        return Err(Error::InvalidInput(
+            "invalid mount config for type \"volume\": invalid specification: destination can't be '/'".into(),
+        ));
+    }
+    Ok(format!("/{}", cleaned.join("/")))
+}
+
+/// Before the runtime container is made: each volume mounted (if its options say so)
+/// and, empty and not `nocopy`, filled from the image at its path in `rootfs`.
+pub fn mount_all(layout: &Layout, spec: &ContainerSpec, rootfs: &Path) -> Result<()> {
+    let store = Volumes::new(&layout.root);
+    for v in &spec.volume_mounts {
+        store.mount(&v.name)?;
+        if !v.nocopy {
+            crate::volume_copy::copy_up(rootfs, &v.destination, &store.mountpoint(&v.name))?;
+        }
+    }
+    Ok(())
+}
+
+fn live(layout: &Layout, id: &str) -> bool {
+    matches!(
+        crate::containers::state(layout, id).status.as_str(),
+        "created" | "running" | "paused"
+    )
+}
+
+/// Container `id` no longer runs: each of its volumes that no other live container
+/// uses is unmounted. Every volume is tried; the first error is returned.
+pub fn release(layout: &Layout, md: &Metadata, id: &str) -> Result<()> {
+    let all = md.containers()?;
+    let Some(me) = all.iter().find(|c| c.id == id) else {
+        return Ok(());
+    };
+    let store = Volumes::new(&layout.root);
+    let mut first = None;
+    for v in &me.spec.volume_mounts {
+        let used = all.iter().any(|c| {
+            c.id != id
+                && c.spec.volume_mounts.iter().any(|o| o.name == v.name)
+                && live(layout, &c.id)
+        });
+        if !used {
+            if let Err(e) = store.unmount(&v.name) {
+                if !matches!(e, Error::NoSuchVolume(_)) {
+                    first.get_or_insert(e);
+                }
+            }
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// The containers (ids) whose records name volume `name`, running or not.
+pub fn users(md: &Metadata, name: &str) -> Result<Vec<String>> {
+    Ok(md
+        .containers()?
+        .into_iter()
+        .filter(|c| c.spec.volume_mounts.iter().any(|v| v.name == name))
+        .map(|c| c.id)
+        .collect())
+}
+
+/// Remove volume `name` unless a container uses it (Docker's 409 then).
+pub fn remove_volume(layout: &Layout, md: &Metadata, name: &str, force: bool) -> Result<()> {
+    let store = Volumes::new(&layout.root);
+    match store.get(name) {
+        Ok(_) => {}
+        Err(Error::NoSuchVolume(_)) if force => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    let users = users(md, name)?;
+    if !users.is_empty() {
+        return Err(Error::Conflict(format!(
+            "remove {name}: volume is in use - [{}]",
+            users.join(" ")
+        )));
+    }
+    store.remove(name).map(|_| ())
+}
+
+/// After container `c` was removed: its anonymous volumes, unless another container
+/// uses them too. Every volume is tried; the first error is returned.
+pub fn remove_anonymous(layout: &Layout, md: &Metadata, c: &Container) -> Result<()> {
+    let mut first = None;
+    for v in c.spec.volume_mounts.iter().filter(|v| v.anonymous) {
+        match remove_volume(layout, md, &v.name, true) {
+            Ok(()) | Err(Error::Conflict(_)) => {}
+            Err(e) => {
+                first.get_or_insert(e);
+            }
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// The image VOLUME paths of an image config.
+pub fn image_volumes(config: &polis_image::config::ImageConfig) -> Vec<String> {
+    config
+        .config
+        .as_ref()
+        .and_then(|c| c.volumes.as_ref())
+        .map(|v: &BTreeMap<String, serde_json::Value>| v.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_cleaned_and_checked() {
+        assert_eq!(clean_target("/data//x/").unwrap(), "/data/x");
+        assert!(clean_target("data")
+            .unwrap_err()
+            .to_string()
+            .contains("must be absolute"));
+        assert!(clean_target("/")
+            .unwrap_err()
+            .to_string()
+            .contains("can't be '/'"));
+    }
+}

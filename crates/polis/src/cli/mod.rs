@@ -21,6 +21,7 @@ mod push;
 mod stats;
 mod stream;
 mod system;
+mod volume;
 
 use clap::{Args, Subcommand};
 
@@ -105,6 +106,8 @@ pub enum ClientCommand {
     Container(ContainerArgs),
     /// Manage networks.
     Network(network::NetworkArgs),
+    /// Manage volumes.
+    Volume(volume::VolumeArgs),
     /// List port mappings or a specific mapping for the container.
     Port(network::PortArgs),
 }
@@ -331,6 +334,7 @@ async fn run(host: &str, command: ClientCommand) -> anyhow::Result<()> {
         C::Stats(a) => stats::stats(&c, a).await,
         C::Container(ContainerArgs { command }) => container(&c, command).await,
         C::Network(a) => network::network(&c, a).await,
+        C::Volume(a) => volume::volume(&c, a).await,
         C::Port(a) => network::port(&c, a).await,
     }
 }

@@ -143,10 +143,10 @@ fn unsupported_option(
             "Privileged" | "CapAdd" | "CapDrop" | "SecurityOpt" | "ReadonlyRootfs" | "Init"
             | "MaskedPaths" | "ReadonlyPaths" => true,
             // Mounts, devices, kernel settings and cgroup limits (polis_engine::hostspec).
-            "Binds" | "Tmpfs" | "ShmSize" | "Sysctls" | "Ulimits" | "Devices" | "Memory"
-            | "MemorySwap" | "MemoryReservation" | "MemorySwappiness" | "OomKillDisable"
-            | "NanoCpus" | "CpuShares" | "CpuPeriod" | "CpuQuota" | "CpusetCpus" | "CpusetMems"
-            | "PidsLimit" => true,
+            "Binds" | "VolumesFrom" | "Tmpfs" | "ShmSize" | "Sysctls" | "Ulimits" | "Devices"
+            | "Memory" | "MemorySwap" | "MemoryReservation" | "MemorySwappiness"
+            | "OomKillDisable" | "NanoCpus" | "CpuShares" | "CpuPeriod" | "CpuQuota"
+            | "CpusetCpus" | "CpusetMems" | "PidsLimit" => true,
             "Mounts" => match unsupported_mount_field(v) {
                 Some(field) => return Some(format!("HostConfig.Mounts.{field}")),
                 None => true,

@@ -253,6 +253,7 @@ pub fn create(
     let result = (|| {
         spec.volume_mounts = crate::volume_use::attach(
             layout,
+            md,
             &spec,
             &crate::volume_use::image_volumes(&image_config),
             &mut made_volumes,

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 pub struct HostConfig {
     pub binds: Option<Vec<String>>,
     pub mounts: Option<Vec<MountSpec>>,
+    /// `--volumes-from CONTAINER[:ro|rw]`: that container's volumes, mounted alike.
+    pub volumes_from: Option<Vec<String>>,
     pub tmpfs: Option<BTreeMap<String, String>>,
     pub readonly_rootfs: bool,
     pub network_mode: String,

@@ -36,12 +36,14 @@ pub struct VolumeMount {
 /// onto `made` (so a failed create can remove the anonymous ones).
 pub fn attach(
     layout: &Layout,
+    md: &Metadata,
     spec: &ContainerSpec,
     image_volumes: &[String],
     made: &mut Vec<String>,
 ) -> Result<Vec<VolumeMount>> {
     let store = Volumes::new(&layout.root);
     let user = mounts::parse(&spec.host)?;
+    let from = volumes_from(md, spec)?;
     let mut wanted: Vec<(String, mounts::VolumeRequest, bool)> = mounts::volume_requests(&user)
         .into_iter()
         .map(|(d, r)| (d, r, false))
@@ -49,11 +51,16 @@ pub fn attach(
     // Config.Volumes, then the image's: anonymous, where nothing else is mounted.
     for path in spec.volumes.keys().chain(image_volumes) {
         let d = clean_target(path)?;
-        if !mounts::mounted_at(&user, &d) && !wanted.iter().any(|(w, _, _)| *w == d) {
+        let taken = mounts::mounted_at(&user, &d) || from.iter().any(|f| f.destination == d);
+        if !taken && !wanted.iter().any(|(w, _, _)| *w == d) {
             wanted.push((d, mounts::VolumeRequest::default(), true));
         }
     }
-    let mut out = Vec::new();
+    // --volumes-from, under what the container mounts itself.
+    let mut out: Vec<VolumeMount> = from
+        .into_iter()
+        .filter(|f| !mounts::mounted_at(&user, &f.destination))
+        .collect();
     for (destination, r, implicit) in wanted {
         let anonymous = r.name.is_none();
         let (v, created) = store.create(CreateVolume {
@@ -73,6 +80,52 @@ pub fn attach(
             mode: if implicit { String::new() } else { r.mode },
             anonymous,
         });
+    }
+    Ok(out)
+}
+
+/// The volumes of the containers `--volumes-from` names, read-only or read-write as
+/// the suffix says (else as they were). Their other mounts (binds, tmpfs) are refused
+/// by name rather than left out.
+fn volumes_from(md: &Metadata, spec: &ContainerSpec) -> Result<Vec<VolumeMount>> {
+    let mut out: Vec<VolumeMount> = Vec::new();
+    for entry in spec.host.volumes_from.iter().flatten() {
+        let (key, mode) = match entry.rsplit_once(':') {
+            Some((k, m)) => (k, Some(m)),
+            None => (entry.as_str(), None),
+        };
+        let read_only = match mode {
+            None => None,
+            Some("ro") => Some(true),
+            Some("rw") => Some(false),
+            Some(m) => {
+                return Err(Error::InvalidInput(format!(
+                    "invalid mode for volumes-from: {m}"
+                )))
+            }
+        };
+        let source = md.find(key)?;
+        let h = &source.spec.host;
+        if h.binds.iter().flatten().any(|b| b.starts_with('/'))
+            || h.tmpfs.as_ref().is_some_and(|t| !t.is_empty())
+            || h.mounts.iter().flatten().any(|m| m.kind != "volume")
+        {
+            return Err(Error::InvalidInput(format!(
+                "volumes-from {key}: only its volumes can be shared by this daemon, not its bind or tmpfs mounts"
+            )));
+        }
+        for v in &source.spec.volume_mounts {
+            if out.iter().any(|o| o.destination == v.destination) {
+                continue;
+            }
+            out.push(VolumeMount {
+                read_only: read_only.unwrap_or(v.read_only),
+                mode: mode.map(str::to_string).unwrap_or_else(|| v.mode.clone()),
+                // Still the source container's own.
+                anonymous: false,
+                ..v.clone()
+            });
+        }
     }
     Ok(out)
 }

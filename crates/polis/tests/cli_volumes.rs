@@ -105,6 +105,10 @@ fn serve(conn: UnixStream, log: Arc<Mutex<Vec<Recorded>>>) {
             let p = path.split('?').next().unwrap_or_default();
             match (method, p) {
                 ("POST", "/volumes/create") => reply("201 Created", VOLUME_JSON),
+                ("POST", "/containers/create") => reply(
+                    "201 Created",
+                    r#"{"Id":"0123456789ab0123456789abcdef0123456789abcdef0123456789abcdef","Warnings":[]}"#,
+                ),
                 ("POST", "/volumes/prune") => reply(
                     "200 OK",
                     r#"{"VolumesDeleted":["a","b"],"SpaceReclaimed":1234567}"#,
@@ -140,6 +144,13 @@ fn volume_requests_and_output_match_the_docker_cli() {
     let rec = Recorder::start(&dir);
     let cases: Vec<Vec<&str>> = vec![
         vec!["volume", "create", "v1"],
+        // The volume flags of create.
+        vec![
+            "create", "--volumes-from", "a:ro", "--volumes-from", "b", "-v", "x:/y:nocopy",
+            "-v", "/anon", "--mount",
+            "type=volume,src=m,dst=/m,volume-opt=type=tmpfs,volume-label=l=1,volume-nocopy",
+            "busybox:local",
+        ],
         vec!["volume", "create"],
         vec![
             "volume", "create", "-d", "local", "--opt", "type=tmpfs", "-o", "device=tmpfs",

@@ -137,11 +137,11 @@ fn binds_mounts_tmpfs_and_shm() {
             "run",
             "--rm",
             "-v",
-            "myvolume:/data",
+            "my/volume:/data",
             "busybox:local",
             "true",
         ],
-        "named volume \"myvolume\"",
+        "create my/volume: \"my/volume\" includes invalid characters for a local volume name",
     );
     refused(
         &d,

@@ -446,6 +446,78 @@ fn volume_data_survives_container_rm_and_daemon_restart() {
     let out = run(&d, &["-v", "keep:/k", "busybox:local", "cat", "/k/f"]);
     assert_eq!(out, "kept\n");
     assert_eq!(ok(&d, &["volume", "ls", "-q"]).trim(), "keep");
+
+    // --volumes-from: the same volumes at the same places, read-only with :ro.
+    let src = ok(
+        &d,
+        &[
+            "create",
+            "--name",
+            "src",
+            "--network",
+            "none",
+            "-v",
+            "keep:/k",
+            "-v",
+            "/scratch",
+            "busybox:local",
+            "true",
+        ],
+    )
+    .trim()
+    .to_string();
+    let out = run(
+        &d,
+        &[
+            "--volumes-from",
+            "src:ro",
+            "busybox:local",
+            "sh",
+            "-c",
+            "cat /k/f; ls -d /scratch; touch /k/x 2>/dev/null || echo read-only",
+        ],
+    );
+    assert_eq!(
+        out,
+        "kept
+/scratch
+read-only
+"
+    );
+    let out = run(
+        &d,
+        &[
+            "--volumes-from",
+            "src",
+            "busybox:local",
+            "sh",
+            "-c",
+            "echo w > /scratch/w && cat /scratch/w",
+        ],
+    );
+    assert_eq!(
+        out,
+        "w
+"
+    );
+    let err = fails(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--pull",
+            "never",
+            "--volumes-from",
+            "nosuch",
+            "busybox:local",
+            "true",
+        ],
+    );
+    assert!(err.contains("No such container: nosuch"), "{err}");
+    // The --rm containers above took none of src's volumes with them.
+    assert_eq!(lines(&ok(&d, &["volume", "ls", "-q"])).len(), 2);
+    ok(&d, &["rm", "-v", "src"]);
     ok(&d, &["volume", "rm", "keep"]);
-    assert!(leftovers(&d, &[]).is_empty());
+    assert_eq!(ok(&d, &["volume", "ls", "-q"]).trim(), "");
+    assert!(leftovers(&d, &[src]).is_empty());
 }

@@ -162,6 +162,9 @@ pub struct ContainerFlags {
     /// Bind mount a volume.
     #[arg(short = 'v', long, value_name = "list")]
     volume: Vec<String>,
+    /// Mount volumes from the specified container(s).
+    #[arg(long = "volumes-from", value_name = "list")]
+    volumes_from: Vec<String>,
     /// Attach a filesystem mount to the container.
     #[arg(long, value_name = "mount", value_parser = parse_mount)]
     mount: Vec<Mount>,
@@ -309,7 +312,7 @@ impl ContainerFlags {
             "RestartPolicy": { "Name": restart.0, "MaximumRetryCount": restart.1 },
             "AutoRemove": self.rm,
             "VolumeDriver": "",
-            "VolumesFrom": null,
+            "VolumesFrom": if self.volumes_from.is_empty() { Value::Null } else { json!(self.volumes_from) },
             "ConsoleSize": match console { Some((h, w)) => json!([h, w]), None => json!([0, 0]) },
             "CapAdd": cap_add,
             "CapDrop": cap_drop,

@@ -93,9 +93,9 @@ pub async fn get(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let st = state.clone();
+    let (st, id) = (state.clone(), c.id.clone());
     let resource = blocking(move || {
-        let rootfs = archive::mounted_rootfs(&st.layout, &c.id)?;
+        let rootfs = archive::mounted_rootfs(&st.layout, &id)?;
         archive::open(&rootfs, &path, &key)
     })
     .await;
@@ -103,6 +103,7 @@ pub async fn get(
         Ok(r) => r,
         Err(r) => return r,
     };
+    crate::events::container(&state, &c, "archive-path");
     let stat = stat_header(&resource.stat);
     let (reader, writer) = tokio::io::duplex(256 * 1024);
     let mut sink = SyncIoBridge::new(writer);
@@ -149,7 +150,7 @@ pub async fn put(
             "container rootfs is marked read-only",
         );
     }
-    let st = state.clone();
+    let (st, copied) = (state.clone(), c.clone());
     let mut reader = crate::images::body_reader(body);
     let result = blocking(move || {
         let rootfs = archive::mounted_rootfs(&st.layout, &c.id)?;
@@ -177,7 +178,10 @@ pub async fn put(
     })
     .await;
     match result {
-        Ok(()) => StatusCode::OK.into_response(),
+        Ok(()) => {
+            crate::events::container(&state, &copied, "extract-to-dir");
+            StatusCode::OK.into_response()
+        }
         Err(r) => r,
     }
 }
@@ -194,6 +198,7 @@ pub async fn export(State(state): State<Arc<AppState>>, Path(key): Path<String>)
         Ok(r) => r,
         Err(r) => return r,
     };
+    crate::events::container(&state, &c, "export");
     let (reader, writer) = tokio::io::duplex(256 * 1024);
     let mut sink = SyncIoBridge::new(writer);
     tokio::task::spawn_blocking(move || {

@@ -82,9 +82,29 @@ pub async fn commit(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let st = state.clone();
+    let (st, committed) = (state.clone(), c.clone());
+    let (comment, reference) = (
+        request.comment.clone().unwrap_or_default(),
+        request.reference.clone(),
+    );
     match blocking(move || commit::commit(&st.layout, &st.images, &c, request)).await {
-        Ok(id) => (StatusCode::CREATED, Json(json!({ "Id": id.as_str() }))).into_response(),
+        Ok(id) => {
+            // As Docker: the new image's tag, then the commit.
+            let image_ref = match &reference {
+                Some(r) => polis_image::Reference::parse(r).map_or(r.clone(), |r| r.familiar()),
+                None => String::new(),
+            };
+            if !image_ref.is_empty() {
+                crate::events::image(&state, "tag", id.as_str(), &image_ref);
+            }
+            let attrs = [
+                ("comment", comment),
+                ("imageID", id.as_str().to_string()),
+                ("imageRef", image_ref),
+            ];
+            crate::events::container_with(&state, &committed, "commit", &attrs);
+            (StatusCode::CREATED, Json(json!({ "Id": id.as_str() }))).into_response()
+        }
         Err(r) => r,
     }
 }

@@ -349,11 +349,15 @@ pub async fn create(
     })
     .await
     {
-        Ok(c) => (
-            StatusCode::CREATED,
-            Json(json!({ "Id": c.id, "Warnings": hostspec::warnings(&c.spec.host) })),
-        )
-            .into_response(),
+        Ok(c) => {
+            crate::volumes::created_for(&state, &c);
+            crate::events::container(&state, &c, "create");
+            (
+                StatusCode::CREATED,
+                Json(json!({ "Id": c.id, "Warnings": hostspec::warnings(&c.spec.host) })),
+            )
+                .into_response()
+        }
         Err(r) => r,
     }
 }
@@ -409,14 +413,30 @@ pub fn watch_auto_remove(state: Arc<AppState>, c: Container) {
     tokio::spawn(async move {
         let id = c.id.clone();
         let (st, wait_id) = (state.clone(), id.clone());
-        let _ = blocking(move || containers::call(&st.layout, &wait_id, &ShimRequest::Wait)).await;
-        let st = state.clone();
-        // --rm takes the container's anonymous volumes with it, as Docker's.
-        let _ = blocking(move || {
-            containers::remove(&st.layout, &st.metadata, &st.networks, &c, true)?;
-            polis_engine::volume_use::remove_anonymous(&st.layout, &st.metadata, &c)
+        let waited = blocking(move || {
+            let exit = containers::call(&st.layout, &wait_id, &ShimRequest::Wait)
+                .ok()
+                .and_then(|r| r.exit);
+            // The shim is gone: its exit record says how it ended.
+            Ok(exit.or_else(|| containers::state(&st.layout, &wait_id).exit))
         })
         .await;
+        // As it is now (a rename while it ran).
+        let c = state.metadata.find(&id).unwrap_or(c);
+        if let Ok(Some(exit)) = &waited {
+            crate::events::died(&state, &c, exit);
+        }
+        let (st, gone) = (state.clone(), c.clone());
+        // --rm takes the container's anonymous volumes with it, as Docker's.
+        let removed = blocking(move || {
+            containers::remove(&st.layout, &st.metadata, &st.networks, &gone, true)?;
+            polis_engine::volume_use::remove_anonymous(&st.layout, &st.metadata, &gone)
+        })
+        .await;
+        if let Ok(volumes) = removed {
+            crate::events::destroyed(&state, &c);
+            crate::volumes::destroyed(&state, &volumes);
+        }
         crate::exec::forget_container(&state, &id);
     });
 }
@@ -530,6 +550,10 @@ pub async fn kill(
             return StatusCode::NO_CONTENT.into_response();
         }
     }
+    // Told before it is sent, so that it comes before the exit it may cause.
+    if let Some(n) = number {
+        crate::events::container_with(&state, &c, "kill", &[("signal", n.to_string())]);
+    }
     match shim_call(&state, &c.id, ShimRequest::Kill { signal, all: false }).await {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(r) => r,
@@ -573,13 +597,14 @@ pub async fn stop(
         .cloned()
         .or_else(|| c.spec.stop_signal.clone())
         .unwrap_or_else(|| "TERM".into());
-    let term = ShimRequest::Kill {
-        signal: match signal.parse::<i32>() {
-            Ok(n) => SignalArg::Number(n),
-            Err(_) => SignalArg::Name(signal),
-        },
-        all: false,
+    let signal = match signal.parse::<i32>() {
+        Ok(n) => SignalArg::Number(n),
+        Err(_) => SignalArg::Name(signal),
     };
+    if let Ok(n) = signal.number() {
+        crate::events::container_with(&state, &c, "kill", &[("signal", n.to_string())]);
+    }
+    let term = ShimRequest::Kill { signal, all: false };
     if let Err(r) = shim_call(&state, &c.id, term).await {
         return r;
     }
@@ -589,16 +614,27 @@ pub async fn stop(
         blocking(move || containers::call(&st.layout, &id, &ShimRequest::Wait)),
     )
     .await;
-    if waited.is_err() {
-        let kill = ShimRequest::Kill {
-            signal: SignalArg::Name("KILL".into()),
-            all: true,
-        };
-        if let Err(r) = shim_call(&state, &c.id, kill).await {
-            return r;
+    let exit = match waited {
+        Ok(waited) => waited.ok().and_then(|r| r.exit),
+        Err(_) => {
+            crate::events::container_with(&state, &c, "kill", &[("signal", "9".into())]);
+            let kill = ShimRequest::Kill {
+                signal: SignalArg::Name("KILL".into()),
+                all: true,
+            };
+            if let Err(r) = shim_call(&state, &c.id, kill).await {
+                return r;
+            }
+            let (st, id) = (state.clone(), c.id.clone());
+            blocking(move || containers::call(&st.layout, &id, &ShimRequest::Wait))
+                .await
+                .ok()
+                .and_then(|r| r.exit)
         }
-        let (st, id) = (state.clone(), c.id.clone());
-        let _ = blocking(move || containers::call(&st.layout, &id, &ShimRequest::Wait)).await;
+    };
+    // Its exit is told before the stop (its watcher may be a moment late).
+    if let Some(exit) = &exit {
+        crate::events::died(&state, &c, exit);
     }
     // Its host ports are free once `stop` returns (its watcher would be a moment late).
     let (st, id) = (state.clone(), c.id.clone());
@@ -610,6 +646,7 @@ pub async fn stop(
     {
         return r;
     }
+    crate::events::container(&state, &c, "stop");
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -659,7 +696,10 @@ async fn freeze(state: Arc<AppState>, key: String, pause: bool) -> Response {
         ShimRequest::Resume
     };
     match shim_call(&state, &c.id, request).await {
-        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Ok(_) => {
+            crate::events::container(&state, &c, verb);
+            StatusCode::NO_CONTENT.into_response()
+        }
         Err(r) => r,
     }
 }
@@ -692,7 +732,11 @@ pub async fn resize(
         exec: None,
     };
     match shim_call(&state, &c.id, request).await {
-        Ok(_) => StatusCode::OK.into_response(),
+        Ok(_) => {
+            let size = [("height", h.to_string()), ("width", w.to_string())];
+            crate::events::container_with(&state, &c, "resize", &size);
+            StatusCode::OK.into_response()
+        }
         Err(r) => r,
     }
 }
@@ -707,9 +751,16 @@ pub async fn restart(
     if !stopped.status().is_success() && stopped.status() != StatusCode::NOT_MODIFIED {
         return stopped;
     }
-    let started = start(State(state), Path(key)).await;
-    if started.status() == StatusCode::NOT_MODIFIED {
-        return StatusCode::NO_CONTENT.into_response();
+    let started = start(State(state.clone()), Path(key.clone())).await;
+    let started = if started.status() == StatusCode::NOT_MODIFIED {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        started
+    };
+    if started.status().is_success() {
+        if let Ok(c) = find(&state, &key) {
+            crate::events::container(&state, &c, "restart");
+        }
     }
     started
 }
@@ -739,20 +790,44 @@ pub async fn remove(
     } else {
         None
     };
+    if force && running {
+        // Killed and waited for first, as Docker does, so that its exit is told before
+        // its removal.
+        crate::events::container_with(&state, &c, "kill", &[("signal", "9".into())]);
+        let (st, id) = (state.clone(), c.id.clone());
+        let exit = blocking(move || {
+            let kill = ShimRequest::Kill {
+                signal: SignalArg::Name("KILL".into()),
+                all: true,
+            };
+            // Already gone is no error: the wait answers at once.
+            let _ = containers::call(&st.layout, &id, &kill);
+            Ok(containers::call(&st.layout, &id, &ShimRequest::Wait)
+                .ok()
+                .and_then(|r| r.exit))
+        })
+        .await;
+        if let Ok(Some(exit)) = &exit {
+            crate::events::died(&state, &c, exit);
+        }
+    }
     let st = state.clone();
     let id = c.id.clone();
     // An image removed with force while this container used it leaves its layers to it.
     let image_gone = state.images.resolve(&c.image_id).is_err();
+    let gone = c.clone();
     match blocking(move || {
         containers::remove(&st.layout, &st.metadata, &st.networks, &c, force)?;
         if volumes {
-            polis_engine::volume_use::remove_anonymous(&st.layout, &st.metadata, &c)?;
+            return polis_engine::volume_use::remove_anonymous(&st.layout, &st.metadata, &c);
         }
-        Ok(())
+        Ok(Vec::new())
     })
     .await
     {
-        Ok(()) => {
+        Ok(removed_volumes) => {
+            crate::events::destroyed(&state, &gone);
+            crate::volumes::destroyed(&state, &removed_volumes);
             crate::exec::forget_container(&state, &id);
             state.restarts.forget(&id);
             if image_gone {
@@ -902,6 +977,7 @@ pub async fn attach(
             reply.error.unwrap_or_else(|| "attach refused".into()),
         );
     }
+    crate::events::container(&state, &c, "attach");
     let upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let Ok(upgraded) = upgrade.await else { return };
@@ -931,7 +1007,9 @@ pub async fn attach(
         // A detach drops both connections at once; the container runs on.
         tokio::select! {
             _ = to_client => {}
-            crate::detach::InputEnd::Detached = to_shim => {}
+            crate::detach::InputEnd::Detached = to_shim => {
+                crate::events::container(&state, &c, "detach");
+            }
         }
     });
     Response::builder()

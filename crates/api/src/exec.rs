@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::events::exec_action;
 use crate::versioning::error;
 use crate::AppState;
 
@@ -141,6 +142,8 @@ pub async fn create(
         }
     }
     let id = polis_engine::metadata::random_hex(32);
+    let action = exec_action("exec_create", process.args().as_deref().unwrap_or_default());
+    crate::events::container_with(&state, &c, &action, &[("execID", id.clone())]);
     let record = ExecRecord {
         container_id: c.id,
         process,
@@ -272,6 +275,11 @@ pub async fn start(
         r.running = true;
         r.pid = pid;
     });
+    let action = exec_action(
+        "exec_start",
+        rec.process.args().as_deref().unwrap_or_default(),
+    );
+    crate::events::exec(&state, &rec.container_id, &action, &id, &[]);
     let tty = rec.tty;
     if start.detach {
         let st = state.clone();
@@ -282,6 +290,7 @@ pub async fn start(
                 r.running = false;
                 r.exit_code = Some(code.unwrap_or(-1));
             });
+            exec_died(&st, &rec.container_id, &id, code);
         });
         return StatusCode::OK.into_response();
     }
@@ -300,6 +309,7 @@ pub async fn start(
                 r.running = false;
                 r.exit_code = Some(code.unwrap_or(-1));
             });
+            exec_died(&st, &rec.container_id, &id, code);
             if let Some(mut out) = client_out.lock().await.take() {
                 let _ = out.shutdown().await;
             }
@@ -317,6 +327,7 @@ pub async fn start(
                 }
                 // The client goes; the process runs on and its exit is still recorded.
                 crate::detach::InputEnd::Detached => {
+                    crate::events::exec(&st, &rec.container_id, "exec_detach", &id, &[]);
                     if let Some(mut out) = client_out.lock().await.take() {
                         let _ = out.shutdown().await;
                     }
@@ -332,6 +343,12 @@ pub async fn start(
         .header(header::UPGRADE, "tcp")
         .body(Body::empty())
         .unwrap_or_default()
+}
+
+/// `exec_die`, with the exit code (-1 when the shim could not tell it).
+fn exec_died(state: &AppState, container_id: &str, id: &str, code: Option<i32>) {
+    let code = code.unwrap_or(-1).to_string();
+    crate::events::exec(state, container_id, "exec_die", id, &[("exitCode", code)]);
 }
 
 /// `POST /exec/{id}/resize?h=&w=`: the exec's terminal size.

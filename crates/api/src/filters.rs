@@ -68,6 +68,11 @@ impl Filters {
         }
     }
 
+    /// Docker's `FuzzyMatch`: exact, or a value is a prefix of `source`.
+    pub fn fuzzy_match(&self, key: &str, source: &str) -> bool {
+        self.exact_match(key, source) || self.values(key).iter().any(|p| source.starts_with(p))
+    }
+
     /// Docker's `Match`: exact, or any value as an (unanchored) regular expression.
     pub fn matches(&self, key: &str, source: &str) -> bool {
         if self.exact_match(key, source) {
@@ -130,7 +135,7 @@ pub fn timestamp(value: &str, now: i64) -> Result<i64, String> {
 }
 
 /// Seconds in a Go duration string (`300ms` counts as 0); None if it is not one.
-fn go_duration(value: &str) -> Option<i64> {
+pub(crate) fn go_duration(value: &str) -> Option<i64> {
     let units: HashMap<&str, f64> = [
         ("ns", 1e-9),
         ("us", 1e-6),

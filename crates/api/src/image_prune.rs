@@ -79,9 +79,11 @@ pub async fn prune(
                     .collect()
             };
             for name in names {
+                let doomed = crate::events::doomed(&st, &name);
                 // Gone with an earlier reference, or taken by a new container: skipped.
                 match st.images.remove_reclaiming(&name, false, &using) {
                     Ok(r) => {
+                        crate::events::removed(&st, doomed, &r.items);
                         items.extend(r.items);
                         bytes += r.bytes;
                     }
@@ -101,6 +103,7 @@ pub async fn prune(
         bytes += collect_snapshots(&state).await;
     }
     drop(running);
+    crate::events::pruned(&state, "image", bytes);
     let deleted = if items.is_empty() {
         serde_json::Value::Null
     } else {

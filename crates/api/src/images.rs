@@ -114,6 +114,7 @@ pub async fn create(
     };
     let changes = query_all(raw.as_deref(), "changes");
     let message = get("message");
+    let tagged = reference.clone();
     let store = state.images.clone();
     let mut reader = body_reader(body);
     let result = blocking(move || {
@@ -126,7 +127,10 @@ pub async fn create(
     })
     .await;
     match result {
-        Ok(id) => Json(json!({ "status": id.as_str() })).into_response(),
+        Ok(id) => {
+            crate::events::imported(&state, &id, tagged.as_deref());
+            Json(json!({ "status": id.as_str() })).into_response()
+        }
         Err(r) => r,
     }
 }
@@ -293,10 +297,12 @@ pub async fn save(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery) -
     let (reader, writer) = tokio::io::duplex(256 * 1024);
     let store = state.images.clone();
     let mut sink = SyncIoBridge::new(writer);
+    let saving = crate::events::saving(&state, &names);
     tokio::task::spawn_blocking(move || {
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        if let Err(e) = store.save(&refs, &mut sink) {
-            tracing::warn!(error = %e, "image save failed mid-stream");
+        match store.save(&refs, &mut sink) {
+            Ok(()) => saving.done(),
+            Err(e) => tracing::warn!(error = %e, "image save failed mid-stream"),
         }
     });
     (
@@ -312,6 +318,7 @@ pub async fn load(State(state): State<Arc<AppState>>, body: Body) -> Response {
     let mut reader = body_reader(body);
     match blocking(move || store.load(&mut reader)).await {
         Ok(loaded) => {
+            crate::events::loaded(&state, &loaded);
             let mut lines = String::new();
             for image in loaded {
                 if image.references.is_empty() {
@@ -392,7 +399,10 @@ pub async fn by_name_post(
     };
     let (store, name) = (state.images.clone(), name.to_string());
     match blocking(move || store.tag(&name, &target)).await {
-        Ok(_) => StatusCode::CREATED.into_response(),
+        Ok(r) => {
+            crate::events::tagged(&state, &r);
+            StatusCode::CREATED.into_response()
+        }
         Err(r) => r,
     }
 }
@@ -417,6 +427,7 @@ pub async fn remove(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let force = truthy(&q, "force");
+    let doomed = crate::events::doomed(&state, &name);
     let st = state.clone();
     let removal = match tokio::task::spawn_blocking(move || {
         let users = image_users(&st).map_err(crate::containers::engine_error)?;
@@ -430,6 +441,7 @@ pub async fn remove(
         Ok(Err(r)) => return r,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
+    crate::events::removed(&state, doomed, &removal.items);
     if removal
         .items
         .iter()

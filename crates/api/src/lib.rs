@@ -11,6 +11,7 @@ mod clock;
 mod commit;
 mod containers;
 mod detach;
+mod events;
 mod exec;
 mod filters;
 mod image_prune;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub execs: exec::ExecTable,
     /// The restart supervisors, by container id.
     pub restarts: restart::Restarts,
+    /// What happened, for `GET /events`.
+    pub events: events::Events,
 }
 
 /// What the handlers read about the daemon.
@@ -80,6 +83,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/_ping", get(system::ping).head(system::ping))
         .route("/version", get(system::version))
         .route("/info", get(system::info))
+        .route("/events", get(events::events))
         .route("/auth", post(registry::auth))
         // Images may be named as these routes: `DELETE /images/NAME` still removes them.
         .route(

@@ -244,11 +244,14 @@ pub async fn create(State(state): State<Arc<AppState>>, body: axum::body::Bytes)
     };
     let st = state.clone();
     match blocking(move || st.networks.create(req)).await {
-        Ok(n) => (
-            StatusCode::CREATED,
-            Json(json!({ "Id": n.id, "Warning": "" })),
-        )
-            .into_response(),
+        Ok(n) => {
+            crate::events::network(&state, &n, "create", None);
+            (
+                StatusCode::CREATED,
+                Json(json!({ "Id": n.id, "Warning": "" })),
+            )
+                .into_response()
+        }
         Err(r) => r,
     }
 }
@@ -257,7 +260,10 @@ pub async fn create(State(state): State<Arc<AppState>>, body: axum::body::Bytes)
 pub async fn remove(State(state): State<Arc<AppState>>, Path(key): Path<String>) -> Response {
     let st = state.clone();
     match blocking(move || st.networks.remove(&key)).await {
-        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Ok(n) => {
+            crate::events::network(&state, &n, "destroy", None);
+            StatusCode::NO_CONTENT.into_response()
+        }
         Err(r) => r,
     }
 }
@@ -288,6 +294,7 @@ pub async fn prune(
                 || !filters.match_labels("label", &n.labels)
                 || (filters.contains("label!") && filters.match_labels("label!", &n.labels));
             if !keep && st.networks.remove(&n.id).is_ok() {
+                crate::events::network(&st, &n, "destroy", None);
                 deleted.push(n.name);
             }
         }
@@ -295,7 +302,10 @@ pub async fn prune(
     })
     .await;
     match result {
-        Ok(deleted) => Json(json!({ "NetworksDeleted": deleted })).into_response(),
+        Ok(deleted) => {
+            crate::events::pruned(&state, "network", 0);
+            Json(json!({ "NetworksDeleted": deleted })).into_response()
+        }
         Err(r) => r,
     }
 }
@@ -353,11 +363,16 @@ pub async fn connect(
     match blocking(move || {
         st.networks.connect(&c.id, &c.name, &key, &request)?;
         refresh_files(&st, &c);
-        Ok(())
+        Ok((st.networks.find(&key).ok(), c.id))
     })
     .await
     {
-        Ok(()) => StatusCode::OK.into_response(),
+        Ok((n, id)) => {
+            if let Some(n) = n {
+                crate::events::network(&state, &n, "connect", Some(&id));
+            }
+            StatusCode::OK.into_response()
+        }
         Err(r) => r,
     }
 }
@@ -384,13 +399,24 @@ pub async fn disconnect(
     // Forced, a container that is not (or no longer) on the network is no error.
     let force = body.force;
     match blocking(move || {
+        // Forced and not on it: nothing happened, nothing to tell.
+        let was_on = st
+            .networks
+            .find(&key)
+            .ok()
+            .filter(|n| n.endpoints.contains_key(&c.id));
         st.networks.disconnect(&c.id, &c.name, &key, force)?;
         refresh_files(&st, &c);
-        Ok(())
+        Ok((was_on, c.id))
     })
     .await
     {
-        Ok(()) => StatusCode::OK.into_response(),
+        Ok((was_on, id)) => {
+            if let Some(n) = was_on {
+                crate::events::network(&state, &n, "disconnect", Some(&id));
+            }
+            StatusCode::OK.into_response()
+        }
         Err(r) => r,
     }
 }

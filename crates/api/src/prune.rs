@@ -82,6 +82,7 @@ pub async fn prune(
                 .unwrap_or(0);
             match containers::remove(&st.layout, &st.metadata, &st.networks, &row.c, false) {
                 Ok(()) => {
+                    crate::events::destroyed(&st, &row.c);
                     crate::exec::forget_container(&st, &row.c.id);
                     reclaimed += size;
                     deleted.push(row.c.id);
@@ -96,6 +97,7 @@ pub async fn prune(
     .await;
     match result {
         Ok((deleted, reclaimed)) => {
+            crate::events::pruned(&state, "container", reclaimed);
             let deleted = if deleted.is_empty() {
                 serde_json::Value::Null
             } else {

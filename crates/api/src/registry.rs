@@ -111,8 +111,11 @@ pub async fn pull(
                     &mut send,
                 )
             });
-        if let Err(e) = pulled {
-            let _ = tx.send(Err(e));
+        match pulled {
+            Ok(_) => crate::events::pulled(&state, &reference),
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
         }
     });
     report_panic(worker, watch, "pull");
@@ -213,6 +216,7 @@ pub async fn push(
         match store.push(&rt, &reference, credentials.as_ref(), &mut send) {
             Ok(pushed) => {
                 for p in pushed {
+                    crate::events::pushed(&state, &reference, &p.tag);
                     let aux =
                         json!({ "Tag": p.tag, "Digest": p.digest.to_string(), "Size": p.size });
                     let _ = tx.send(Ok(Message::Aux(aux)));

@@ -42,13 +42,18 @@ pub async fn rename(
         );
     }
     let st = state.clone();
+    let (id, old) = (c.id.clone(), c.name.clone());
     let renamed = blocking(move || {
-        st.metadata.rename(&c.id, &new)?;
-        st.networks.rename(&c.id, &new)?;
-        Ok(())
+        let renamed = st.metadata.rename(&id, &new)?;
+        st.networks.rename(&id, &new)?;
+        Ok(renamed)
     });
     match renamed.await {
-        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Ok(c) => {
+            let old = [("oldName", format!("/{old}"))];
+            crate::events::container_with(&state, &c, "rename", &old);
+            StatusCode::NO_CONTENT.into_response()
+        }
         Err(r) => r,
     }
 }

@@ -163,6 +163,8 @@ pub async fn start(
     })
     .await
     .map_err(crate::containers::engine_error)?;
+    crate::volumes::mounted(state, &updated);
+    crate::events::started(state, &updated);
     if updated.spec.host.auto_remove {
         crate::containers::watch_auto_remove(state.clone(), updated);
     } else {
@@ -207,6 +209,9 @@ async fn supervise(state: &Arc<AppState>, id: &str, generation: u64, cancel: &Ca
         let Some(exit) = wait_exit(state, id).await else {
             return;
         };
+        if let Ok(c) = state.metadata.find(id) {
+            crate::events::died(state, &c, &exit);
+        }
         {
             // Unless a newer start (under this lock) took over the container.
             let _guard = state.restarts.lock_of(id).lock_owned().await;
@@ -281,11 +286,15 @@ async fn supervise(state: &Arc<AppState>, id: &str, generation: u64, cancel: &Ca
         let st = state.clone();
         let rec_id = id.to_string();
         let now = polis_runtime::state::now_rfc3339();
-        let _ = blocking(move || {
+        let updated = blocking(move || {
             st.metadata
                 .update_container(&rec_id, |rec| rec.started_at = Some(now))
         })
         .await;
+        if let Ok(c) = &updated {
+            crate::volumes::mounted(state, c);
+            crate::events::started(state, c);
+        }
         state.restarts.set_restarting(id, generation, None);
     }
 }

@@ -107,6 +107,7 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Json<serde_json::Value>
         "SecurityOptions": ["name=seccomp,profile=builtin"],
         "IndexServerAddress": "https://index.docker.io/v1/",
         "RegistryConfig": registry_config(),
+        "NEventsListener": state.events.listeners(),
         "Warnings": [],
     }))
 }

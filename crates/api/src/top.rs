@@ -29,9 +29,12 @@ pub async fn top(
         );
     }
     let args = q.get("ps_args").cloned().unwrap_or_default();
-    let st = state.clone();
-    match blocking(move || polis_engine::top::top(&st.layout, &c.id, &args)).await {
-        Ok(top) => Json(top).into_response(),
+    let (st, id) = (state.clone(), c.id.clone());
+    match blocking(move || polis_engine::top::top(&st.layout, &id, &args)).await {
+        Ok(top) => {
+            crate::events::container(&state, &c, "top");
+            Json(top).into_response()
+        }
         Err(r) => r,
     }
 }

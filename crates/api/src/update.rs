@@ -63,13 +63,18 @@ pub async fn update(
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("update: {e}")),
     };
-    let st = state.clone();
+    let (st, name) = (state.clone(), key.clone());
     let result = tokio::task::spawn_blocking(move || {
         update::update(&st.layout, &st.metadata, &key, &request)
     })
     .await;
     match result {
-        Ok(Ok(warnings)) => Json(json!({ "Warnings": warnings })).into_response(),
+        Ok(Ok(warnings)) => {
+            if let Ok(c) = state.metadata.find(&name) {
+                crate::events::container(&state, &c, "update");
+            }
+            Json(json!({ "Warnings": warnings })).into_response()
+        }
         Ok(Err(e)) => engine_error(e),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }

@@ -13,9 +13,65 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::containers::blocking;
+use crate::events::{Actor, Events};
 use crate::filters::Filters;
 use crate::versioning::{error, RequestVersion, MAX_API_VERSION};
 use crate::AppState;
+
+/// A volume event: its name, driver `local`, and `extra` attributes.
+fn publish(bus: &Events, name: &str, action: &str, extra: &[(&str, String)]) {
+    let mut attributes: BTreeMap<String, String> = extra
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    attributes.insert("driver".into(), "local".into());
+    bus.publish(
+        "volume",
+        action,
+        Actor {
+            id: name.to_string(),
+            attributes,
+        },
+    );
+}
+
+/// The volumes a container's create made.
+pub fn created_for(state: &AppState, c: &polis_engine::containers::Container) {
+    for v in c.spec.volume_mounts.iter().filter(|v| v.created) {
+        publish(&state.events, &v.name, "create", &[]);
+    }
+}
+
+/// A start: each of the container's volumes is mounted for it.
+pub fn mounted(state: &AppState, c: &polis_engine::containers::Container) {
+    for v in &c.spec.volume_mounts {
+        publish(
+            &state.events,
+            &v.name,
+            "mount",
+            &[
+                ("container", c.id.clone()),
+                ("destination", v.destination.clone()),
+                ("propagation", String::new()),
+                ("read/write", (!v.read_only).to_string()),
+            ],
+        );
+    }
+}
+
+/// An exit: each of the container's volumes is unmounted for it.
+pub fn unmounted(bus: &Events, c: &polis_engine::containers::Container) {
+    for v in &c.spec.volume_mounts {
+        publish(bus, &v.name, "unmount", &[("container", c.id.clone())]);
+    }
+}
+
+/// Volumes removed.
+pub fn destroyed(state: &AppState, names: &[String]) {
+    for name in names {
+        publish(&state.events, name, "destroy", &[]);
+    }
+}
 
 /// A volume as Docker shows it: null labels and options when there are none.
 fn volume_json(state: &AppState, v: &Volume) -> Value {
@@ -76,7 +132,12 @@ pub async fn create(State(state): State<Arc<AppState>>, body: axum::body::Bytes)
         labels: body.labels.unwrap_or_default(),
     };
     match blocking(move || Volumes::new(&st.layout.root).create(req)).await {
-        Ok((v, _)) => (StatusCode::CREATED, Json(volume_json(&state, &v))).into_response(),
+        Ok((v, created)) => {
+            if created {
+                publish(&state.events, &v.name, "create", &[]);
+            }
+            (StatusCode::CREATED, Json(volume_json(&state, &v))).into_response()
+        }
         Err(r) => r,
     }
 }
@@ -161,10 +222,16 @@ pub async fn remove(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let force = matches!(q.get("force").map(String::as_str), Some("1" | "true"));
-    let st = state.clone();
-    match blocking(move || volume_use::remove_volume(&st.layout, &st.metadata, &name, force)).await
+    let (st, asked) = (state.clone(), name.clone());
+    let existed = Volumes::new(&state.layout.root).get(&name).is_ok();
+    match blocking(move || volume_use::remove_volume(&st.layout, &st.metadata, &asked, force)).await
     {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Ok(()) => {
+            if existed {
+                publish(&state.events, &name, "destroy", &[]);
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
         Err(r) => r,
     }
 }
@@ -219,11 +286,15 @@ pub async fn prune(
     })
     .await;
     match result {
-        Ok((deleted, reclaimed)) => Json(json!({
-            "VolumesDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) },
-            "SpaceReclaimed": reclaimed,
-        }))
-        .into_response(),
+        Ok((deleted, reclaimed)) => {
+            destroyed(&state, &deleted);
+            crate::events::pruned(&state, "volume", reclaimed as u64);
+            Json(json!({
+                "VolumesDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) },
+                "SpaceReclaimed": reclaimed,
+            }))
+            .into_response()
+        }
         Err(r) => r,
     }
 }

@@ -29,6 +29,9 @@ pub struct VolumeMount {
     pub mode: String,
     /// Made for this container: `rm -v` (and `--rm`) remove it.
     pub anonymous: bool,
+    /// Made by the create that returned this record (not stored): for its events.
+    #[serde(skip)]
+    pub created: bool,
 }
 
 /// Find or make the volumes `spec` asks for, with `image_volumes` (the image's VOLUME
@@ -79,6 +82,7 @@ pub fn attach(
             nocopy: r.nocopy,
             mode: if implicit { String::new() } else { r.mode },
             anonymous,
+            created,
         });
     }
     Ok(out)
@@ -123,6 +127,7 @@ fn volumes_from(md: &Metadata, spec: &ContainerSpec) -> Result<Vec<VolumeMount>>
                 mode: mode.map(str::to_string).unwrap_or_else(|| v.mode.clone()),
                 // Still the source container's own.
                 anonymous: false,
+                created: false,
                 ..v.clone()
             });
         }
@@ -224,18 +229,22 @@ pub fn remove_volume(layout: &Layout, md: &Metadata, name: &str, force: bool) ->
 }
 
 /// After container `c` was removed: its anonymous volumes, unless another container
-/// uses them too. Every volume is tried; the first error is returned.
-pub fn remove_anonymous(layout: &Layout, md: &Metadata, c: &Container) -> Result<()> {
+/// uses them too; returns the names removed. Every volume is tried; the first error
+/// is returned.
+pub fn remove_anonymous(layout: &Layout, md: &Metadata, c: &Container) -> Result<Vec<String>> {
     let mut first = None;
+    let mut removed = Vec::new();
     for v in c.spec.volume_mounts.iter().filter(|v| v.anonymous) {
+        let present = Volumes::new(&layout.root).get(&v.name).is_ok();
         match remove_volume(layout, md, &v.name, true) {
+            Ok(()) if present => removed.push(v.name.clone()),
             Ok(()) | Err(Error::Conflict(_)) => {}
             Err(e) => {
                 first.get_or_insert(e);
             }
         }
     }
-    first.map_or(Ok(()), Err)
+    first.map_or(Ok(removed), Err)
 }
 
 /// The image VOLUME paths of an image config.

@@ -498,6 +498,27 @@ fn oom_kills_and_finish_times_are_reported() {
         "hungry",
     ]));
     assert_eq!(state.trim(), "true 137");
+    // And the event stream tells it, before the exit.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let told = ok(d.docker(&[
+        "events",
+        "--since",
+        &(now - 60).to_string(),
+        "--until",
+        &(now + 1).to_string(),
+        "--filter",
+        "container=hungry",
+        "--filter",
+        "event=oom",
+        "--filter",
+        "event=die",
+        "--format",
+        "{{.Action}}",
+    ]));
+    assert_eq!(told, "oom\ndie\n");
 
     // An ordinary exit is no OOM; while a container runs again, FinishedAt is its last
     // run's end (its second run sleeps).

@@ -521,3 +521,77 @@ read-only
     assert_eq!(ok(&d, &["volume", "ls", "-q"]).trim(), "");
     assert!(leftovers(&d, &[src]).is_empty());
 }
+
+/// Now as the docker CLI sends times: `SECONDS.NANOS`.
+fn now() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
+}
+
+#[test]
+fn volume_events_as_docker() {
+    let d = Daemon::start("vol-events");
+    import_busybox(&d);
+    let since = now();
+    ok(&d, &["volume", "create", "evtvol"]);
+    run(
+        &d,
+        &["-v", "evtvol:/e:ro", "-v", "/anon", "busybox:local", "true"],
+    );
+    ok(&d, &["volume", "rm", "evtvol"]);
+    ok(&d, &["volume", "prune", "-f"]);
+    let format = "{{.Action}} {{.Actor.ID}} {{.Actor.Attributes.driver}} {{index .Actor.Attributes \"read/write\"}} {{.Actor.Attributes.destination}}";
+    let events = |until: &str| {
+        ok(
+            &d,
+            &[
+                "events",
+                "--since",
+                &since,
+                "--until",
+                until,
+                "--filter",
+                "type=volume",
+                "--format",
+                format,
+            ],
+        )
+    };
+    // (`index` of a missing attribute is empty, a missing field `<no value>`.)
+    // The --rm remover tells its events a moment after run returns.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let out = loop {
+        let out = events(&now());
+        if out.contains("destroy evtvol") || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let lines: Vec<&str> = out.lines().map(str::trim_end).collect();
+    let anon = lines
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("create ")
+                .filter(|r| !r.starts_with("evtvol"))
+        })
+        .map(|r| r.split(' ').next().unwrap().to_string())
+        .unwrap_or_default();
+    assert_eq!(anon.len(), 64, "{out}");
+    assert_eq!(
+        lines,
+        vec![
+            "create evtvol local  <no value>".to_string(),
+            format!("create {anon} local  <no value>"),
+            "mount evtvol local false /e".to_string(),
+            format!("mount {anon} local true /anon"),
+            "unmount evtvol local  <no value>".to_string(),
+            format!("unmount {anon} local  <no value>"),
+            format!("destroy {anon} local  <no value>"),
+            "destroy evtvol local  <no value>".to_string(),
+            "prune  <no value>  <no value>".to_string(),
+        ],
+        "{out}"
+    );
+}

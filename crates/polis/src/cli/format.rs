@@ -31,6 +31,8 @@ enum Part {
 pub struct Template {
     table: bool,
     parts: Vec<Part>,
+    /// Fields that are Go maps: a key they lack is no error (Go prints `<no value>`).
+    maps: Vec<String>,
 }
 
 impl Template {
@@ -61,7 +63,17 @@ impl Template {
         if !rest.is_empty() {
             parts.push(Part::Text(rest.to_string()));
         }
-        Ok(Template { table, parts })
+        Ok(Template {
+            table,
+            parts,
+            maps: Vec::new(),
+        })
+    }
+
+    /// The same template, with the fields at `paths` (`Actor.Attributes`) taken as maps.
+    pub fn with_maps(mut self, paths: &[&str]) -> Template {
+        self.maps = paths.iter().map(|p| p.to_string()).collect();
+        self
     }
 
     pub fn is_table(&self) -> bool {
@@ -88,8 +100,13 @@ impl Template {
                     pos,
                     arg,
                 } => {
+                    let no_value = Value::String("<no value>".into());
                     let found = match lookup(value, path) {
                         Ok(v) => v,
+                        Err(_) if self.in_map(path) => match func {
+                            Func::Print => &no_value,
+                            _ => &Value::Null,
+                        },
                         Err(missing) => {
                             let at = format!(
                                 "template parsing error: template: :1:{pos}: executing \"\" at <.{}>",
@@ -141,6 +158,12 @@ impl Template {
             }
         }
         Ok(out)
+    }
+
+    /// Whether `path` is a key of one of the template's map fields.
+    fn in_map(&self, path: &[String]) -> bool {
+        path.split_last()
+            .is_some_and(|(_, parent)| self.maps.contains(&parent.join(".")))
     }
 
     /// Renders the header line of a table: each field becomes its column title.

@@ -7,6 +7,7 @@ mod client;
 mod containers;
 mod cp;
 mod credentials;
+mod events;
 mod exec;
 mod format;
 mod images;
@@ -32,6 +33,8 @@ pub enum ClientCommand {
     Version(system::VersionArgs),
     /// Show system-wide information.
     Info(system::InfoArgs),
+    /// Get real time events from the server.
+    Events(events::EventsArgs),
     /// List images.
     Images(images::ImagesArgs),
     /// Import a root filesystem tarball as an image.
@@ -332,6 +335,7 @@ async fn run(host: &str, command: ClientCommand) -> anyhow::Result<()> {
         C::Commit(a) => changes::commit(&c, a).await,
         C::Diff(a) => changes::diff(&c, a).await,
         C::Stats(a) => stats::stats(&c, a).await,
+        C::Events(a) => events::events(&c, a).await,
         C::Container(ContainerArgs { command }) => container(&c, command).await,
         C::Network(a) => network::network(&c, a).await,
         C::Volume(a) => volume::volume(&c, a).await,

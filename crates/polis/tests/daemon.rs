@@ -547,7 +547,6 @@ fn unsupported_create_options_are_refused() {
     import_busybox(&d);
     for (args, option) in [
         (vec!["--blkio-weight", "300"], "HostConfig.BlkioWeight"),
-        (vec!["-v", "/data"], "Volumes"),
         (vec!["--uts", "host"], "HostConfig.UTSMode"),
         (vec!["--pid", "host"], "HostConfig.PidMode"),
     ] {

@@ -11,6 +11,7 @@ mod clock;
 mod commit;
 mod containers;
 mod detach;
+mod df;
 mod events;
 mod exec;
 mod filters;
@@ -83,6 +84,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/_ping", get(system::ping).head(system::ping))
         .route("/version", get(system::version))
         .route("/info", get(system::info))
+        .route("/system/df", get(df::disk_usage))
         .route("/events", get(events::events))
         .route("/auth", post(registry::auth))
         // Images may be named as these routes: `DELETE /images/NAME` still removes them.

@@ -352,7 +352,7 @@ pub async fn list(
 }
 
 /// One container as `docker ps` reads it.
-fn summary(state: &AppState, row: &Row, size: bool) -> serde_json::Value {
+pub(crate) fn summary(state: &AppState, row: &Row, size: bool) -> serde_json::Value {
     let c = &row.c;
     // The name it was created from, while that still designates its image.
     let image = match state.images.resolve(&c.spec.image) {

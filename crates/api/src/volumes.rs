@@ -74,7 +74,7 @@ pub fn destroyed(state: &AppState, names: &[String]) {
 }
 
 /// A volume as Docker shows it: null labels and options when there are none.
-fn volume_json(state: &AppState, v: &Volume) -> Value {
+pub(crate) fn volume_json(state: &AppState, v: &Volume) -> Value {
     let map_or_null = |m: &BTreeMap<String, String>| {
         if m.is_empty() {
             Value::Null
@@ -159,7 +159,7 @@ fn bool_filter(f: &Filters, key: &str) -> Result<Option<bool>, Response> {
 }
 
 /// Every volume with the names of the containers using it.
-fn with_users(state: &AppState) -> polis_engine::Result<Vec<(Volume, usize)>> {
+pub(crate) fn with_users(state: &AppState) -> polis_engine::Result<Vec<(Volume, usize)>> {
     let all = Volumes::new(&state.layout.root).list()?;
     let containers = state.metadata.containers()?;
     Ok(all

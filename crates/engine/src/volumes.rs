@@ -251,29 +251,10 @@ impl Volumes {
         Ok(())
     }
 
-    /// The bytes the volume's data takes (Docker's UsageData.Size), counted on one
-    /// filesystem; -1 when it cannot be known.
+    /// The bytes the volume's data takes (Docker's UsageData.Size: apparent sizes, each
+    /// inode once, symlinks not followed); -1 when it cannot be measured.
     pub fn size(&self, name: &str) -> i64 {
-        fn walk(dir: &Path, dev: u64) -> std::io::Result<u64> {
-            use std::os::unix::fs::MetadataExt;
-            let mut total = 0;
-            for e in std::fs::read_dir(dir)? {
-                let e = e?;
-                let md = std::fs::symlink_metadata(e.path())?;
-                if md.dev() != dev {
-                    continue;
-                }
-                if md.is_dir() {
-                    total += walk(&e.path(), dev)?;
-                } else {
-                    total += md.size();
-                }
-            }
-            Ok(total)
-        }
-        let data = self.mountpoint(name);
-        std::fs::metadata(&data)
-            .and_then(|md| walk(&data, std::os::unix::fs::MetadataExt::dev(&md)))
+        polis_storage::apparent_size(&self.mountpoint(name))
             .map(|n| n as i64)
             .unwrap_or(-1)
     }

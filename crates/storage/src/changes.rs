@@ -45,17 +45,73 @@ impl Snapshotter {
     /// Bytes of the files in container `key`'s upper directory (their apparent sizes,
     /// each inode once), as Docker's `SizeRw`.
     pub fn changes_size(&self, key: &str) -> Result<u64> {
-        let upper = self.upper_dir(key)?;
-        let mut seen = HashSet::new();
-        let mut total = 0;
-        visit(&open_dir(&upper)?, &upper, &mut |st, _, _| {
-            if st.st_mode & libc::S_IFMT != libc::S_IFDIR && seen.insert((st.st_dev, st.st_ino)) {
-                total += st.st_size.max(0) as u64;
-            }
-            Ok(())
-        })?;
-        Ok(total)
+        apparent_size(&self.upper_dir(key)?)
     }
+
+    /// Bytes of the files of the layer snapshot `chain_id` (apparent sizes, each inode
+    /// once), as Docker's layer `Size`.
+    pub fn layer_size(&self, chain_id: &str) -> Result<u64> {
+        apparent_size(&self.snapshot_path(chain_id)?)
+    }
+}
+
+/// Apparent bytes of everything but directories under `dir` (Docker's `directory.Size`):
+/// each inode once, symlinks not followed, other file systems mounted below left out.
+pub fn apparent_size(dir: &Path) -> Result<u64> {
+    fn walk(
+        dir: &OwnedFd,
+        shown: &Path,
+        dev: u64,
+        seen: &mut HashSet<(u64, u64)>,
+        total: &mut u64,
+    ) -> Result<()> {
+        for name in sorted_names(dir, shown)? {
+            let here = shown.join(&name);
+            let st = match fstatat(dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(Errno::ENOENT) => continue,
+                Err(e) => return Err(Error::sys("stat", &here, e)),
+            };
+            if st.st_dev != dev {
+                continue;
+            }
+            if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                if seen.insert((st.st_dev, st.st_ino)) {
+                    *total += st.st_size.max(0) as u64;
+                }
+            } else if let Some(sub) = open_subdir(dir, &name, &here)? {
+                walk(&sub, &here, dev, seen, total)?;
+            }
+        }
+        Ok(())
+    }
+    let root = open_dir(dir)?;
+    let dev = nix::sys::stat::fstat(&root)
+        .map_err(|e| Error::sys("stat", dir, e))?
+        .st_dev;
+    let mut total = 0;
+    walk(&root, dir, dev, &mut HashSet::new(), &mut total)?;
+    Ok(total)
+}
+
+/// What [`apparent_size`] would count once the layer tar `layer` (compressed or not) is
+/// unpacked: regular files' sizes and symlinks' target lengths; hard links add nothing.
+pub fn layer_tar_size(layer: impl std::io::Read) -> Result<u64> {
+    let mut archive = tar::Archive::new(crate::unpack::decompress(layer)?);
+    let entries = archive
+        .entries()
+        .map_err(|e| Error::Layer(format!("read layer: {e}")))?;
+    let mut total = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::Layer(format!("read layer: {e}")))?;
+        let header = entry.header();
+        total += match header.entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => entry.size(),
+            tar::EntryType::Symlink => entry.link_name_bytes().map(|l| l.len() as u64).unwrap_or(0),
+            _ => 0,
+        };
+    }
+    Ok(total)
 }
 
 /// The changes recorded in the overlay upper directory `upper` over `lowers` (top first).
@@ -68,30 +124,6 @@ pub fn changes(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>> {
     };
     walk.dir(&open_dir(upper)?, "")?;
     Ok(walk.changes)
-}
-
-/// Calls `f` for every entry below `dir` (depth first, names sorted) with its stat, its
-/// parent directory and its name; directories are entered after their own call.
-fn visit(
-    dir: &OwnedFd,
-    shown: &Path,
-    f: &mut dyn FnMut(&FileStat, &OwnedFd, &OsStr) -> Result<()>,
-) -> Result<()> {
-    for name in sorted_names(dir, shown)? {
-        let here = shown.join(&name);
-        let st = match fstatat(dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(st) => st,
-            Err(Errno::ENOENT) => continue,
-            Err(e) => return Err(Error::sys("stat", &here, e)),
-        };
-        f(&st, dir, &name)?;
-        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-            if let Some(sub) = open_subdir(dir, &name, &here)? {
-                visit(&sub, &here, f)?;
-            }
-        }
-    }
-    Ok(())
 }
 
 fn sorted_names(dir: &OwnedFd, shown: &Path) -> Result<Vec<OsString>> {

@@ -10,7 +10,7 @@ pub mod mount;
 pub mod snapshot;
 pub mod unpack;
 
-pub use changes::{Change, ChangeKind};
+pub use changes::{apparent_size, layer_tar_size, Change, ChangeKind};
 pub use diff::diff;
 pub use error::{Error, Result};
 pub use mount::{unmount, Mount};

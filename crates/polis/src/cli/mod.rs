@@ -7,6 +7,7 @@ mod client;
 mod containers;
 mod cp;
 mod credentials;
+mod df;
 mod events;
 mod exec;
 mod format;
@@ -111,6 +112,8 @@ pub enum ClientCommand {
     Network(network::NetworkArgs),
     /// Manage volumes.
     Volume(volume::VolumeArgs),
+    /// Manage Docker.
+    System(df::SystemArgs),
     /// List port mappings or a specific mapping for the container.
     Port(network::PortArgs),
 }
@@ -339,6 +342,7 @@ async fn run(host: &str, command: ClientCommand) -> anyhow::Result<()> {
         C::Container(ContainerArgs { command }) => container(&c, command).await,
         C::Network(a) => network::network(&c, a).await,
         C::Volume(a) => volume::volume(&c, a).await,
+        C::System(a) => df::system(&c, a).await,
         C::Port(a) => network::port(&c, a).await,
     }
 }

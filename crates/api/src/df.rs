@@ -225,16 +225,45 @@ fn images(
     Ok((list, layers_size, sizes))
 }
 
+/// Layer sizes measured so far, by chain ID: a chain's content never changes, so each is
+/// measured once per daemon.
+static MEASURED: std::sync::Mutex<Option<HashMap<String, i64>>> = std::sync::Mutex::new(None);
+
 /// A layer's unpacked size: its snapshot's files, or, for a layer not unpacked yet (an
 /// image loaded, imported or committed and never run), what its tar would unpack to.
 fn measure(snapshots: &Snapshotter, chain: &str, blob: &std::path::Path) -> Option<i64> {
-    if let Ok(n) = snapshots.layer_size(chain) {
-        return Some(n as i64);
+    let cached =
+        |m: &mut Option<HashMap<String, i64>>| m.get_or_insert_default().get(chain).copied();
+    if let Some(n) = cached(&mut MEASURED.lock().unwrap_or_else(|p| p.into_inner())) {
+        return Some(n);
     }
-    let file = std::fs::File::open(blob).ok()?;
-    polis_storage::layer_tar_size(std::io::BufReader::new(file))
-        .ok()
-        .map(|n| n as i64)
+    let n = match snapshots.layer_size(chain) {
+        Ok(n) => n as i64,
+        Err(_) => {
+            let file = std::fs::File::open(blob).ok()?;
+            polis_storage::layer_tar_size(std::io::BufReader::new(file)).ok()? as i64
+        }
+    };
+    MEASURED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_default()
+        .insert(chain.to_string(), n);
+    Some(n)
+}
+
+/// Image `id`'s size as `docker images` and df show it: its layers' unpacked sizes; None
+/// when a layer cannot be measured.
+pub(crate) fn image_size(state: &AppState, snapshots: &Snapshotter, id: &str) -> Option<i64> {
+    let layers = state.images.layers(id).ok()?;
+    let mut parent: Option<String> = None;
+    let mut total = 0;
+    for l in &layers {
+        let chain = polis_storage::chain_id(parent.as_deref(), l.diff_id.as_str());
+        total += measure(snapshots, &chain, &l.path)?;
+        parent = Some(chain);
+    }
+    Some(total)
 }
 
 #[cfg(test)]

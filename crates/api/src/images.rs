@@ -216,19 +216,39 @@ pub async fn list(
         Ok(out)
     })
     .await;
-    match result {
+    let images = match result {
+        Ok(images) => images,
+        Err(r) => return r,
+    };
+    // Sizes as df counts them (unpacked files), measured once per layer.
+    let st = state.clone();
+    let sized = tokio::task::spawn_blocking(move || {
+        let snapshots = st.layout.snapshotter().ok();
+        images
+            .into_iter()
+            .map(|i| {
+                let unpacked = snapshots
+                    .as_ref()
+                    .and_then(|s| crate::df::image_size(&st, s, i.id.as_str()));
+                let size = unpacked.unwrap_or(i.size as i64);
+                (i, size)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await;
+    match sized.map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())) {
         Ok(images) => {
             let out: Vec<_> = images
                 .into_iter()
-                .map(|i| {
+                .map(|(i, size)| {
                     json!({
                         "Id": i.id.as_str(),
                         "ParentId": "",
                         "RepoTags": i.repo_tags,
                         "RepoDigests": i.repo_digests,
                         "Created": i.created,
-                        "Size": i.size,
-                        "VirtualSize": i.size,
+                        "Size": size,
+                        "VirtualSize": size,
                         "SharedSize": -1,
                         "Labels": i.labels,
                         "Containers": -1,
@@ -342,7 +362,22 @@ pub async fn by_name_get(State(state): State<Arc<AppState>>, Path(rest): Path<St
     let store = state.images.clone();
     if let Some(name) = rest.strip_suffix("/json") {
         let name = name.to_string();
-        return match blocking(move || store.inspect(&name)).await {
+        let st = state.clone();
+        return match blocking(move || {
+            let mut i = store.inspect(&name)?;
+            // The size `docker images` shows.
+            if let Some(n) = st
+                .layout
+                .snapshotter()
+                .ok()
+                .and_then(|s| crate::df::image_size(&st, &s, &i.id))
+            {
+                i.size = n as u64;
+            }
+            Ok(i)
+        })
+        .await
+        {
             Ok(i) => Json(i).into_response(),
             Err(r) => r,
         };

@@ -680,7 +680,18 @@ fn a_layer_that_is_not_its_diff_id_is_refused_and_nothing_stays() {
         let fs = storage(&d).join("snapshots").join(snap).join("fs");
         assert_eq!(ls(&fs), [format!("layer{i}")]);
     }
+    // Docker's size: the unpacked files of every layer.
     let size = ok(&d, &["image", "inspect", "-f", "{{.Size}}", &name]);
-    let expected: usize = layers.iter().map(Vec::len).sum();
+    let expected: u64 = snaps
+        .iter()
+        .enumerate()
+        .map(|(i, snap)| {
+            let file = storage(&d).join("snapshots").join(snap).join("fs");
+            std::fs::metadata(file.join(format!("layer{i}")))
+                .unwrap()
+                .len()
+        })
+        .sum();
+    assert!(expected > 0);
     assert_eq!(size.trim(), expected.to_string());
 }

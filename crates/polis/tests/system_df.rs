@@ -145,6 +145,15 @@ fn disk_usage_of_images_containers_and_volumes() {
     assert_eq!(base["Containers"], 1, "{base}");
     let built = by(&df["Images"], "RepoTags", "built:local");
     assert_eq!(built["Size"], busybox + 12345, "{built}");
+    // `docker images` and inspect show the same sizes.
+    let (_, list) = get(&d, "/v1.47/images/json");
+    assert_eq!(
+        by(&list, "RepoTags", "built:local")["Size"],
+        busybox + 12345
+    );
+    assert_eq!(by(&list, "RepoTags", "busybox:local")["Size"], busybox);
+    let (_, one) = get(&d, "/v1.47/images/built:local/json");
+    assert_eq!(one["Size"], busybox + 12345, "{one}");
     assert_eq!(built["VirtualSize"], busybox + 12345, "{built}");
     assert_eq!(built["SharedSize"], busybox, "{built}");
     assert_eq!(built["Containers"], 1, "{built}");

@@ -337,6 +337,19 @@ fn image_healthcheck_exec_form_no_healthcheck_and_refusals() {
         serde_json::json!({"Test": ["CMD-SHELL", "true"], "Interval": 200_000_000, "Retries": 1})
     );
     health_until(&d, "over", status_is("healthy"));
+    // A commit keeps the container's health check in the new image.
+    ok(&d, &["commit", "over", "checked:2"]);
+    let hc = ok(
+        &d,
+        &[
+            "image",
+            "inspect",
+            "-f",
+            "{{json .Config.Healthcheck.Test}}",
+            "checked:2",
+        ],
+    );
+    assert_eq!(hc, r#"["CMD-SHELL","true"]"#);
 
     // --no-healthcheck: no probes, no health.
     ok(

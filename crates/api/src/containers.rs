@@ -99,7 +99,8 @@ fn unsupported_option(
     rest: &serde_json::Map<String, serde_json::Value>,
 ) -> Option<String> {
     // Fields of the create body that carry no setting, or that Polis applies.
-    const HANDLED: [&str; 9] = [
+    const HANDLED: [&str; 10] = [
+        "Healthcheck",
         "Volumes",
         "AttachStdin",
         "AttachStdout",
@@ -313,7 +314,15 @@ pub async fn create(
         },
         None => BTreeMap::new(),
     };
+    let healthcheck = match body.rest.get("Healthcheck").filter(|v| !v.is_null()) {
+        Some(v) => match serde_json::from_value(v.clone()) {
+            Ok(h) => Some(h),
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("Healthcheck: {e}")),
+        },
+        None => None,
+    };
     let spec = ContainerSpec {
+        healthcheck,
         volumes,
         volume_mounts: Vec::new(),
         exposed_ports,
@@ -410,6 +419,7 @@ pub async fn start(State(state): State<Arc<AppState>>, Path(key): Path<String>) 
 
 /// --rm: once the container has exited, the engine removes it.
 pub fn watch_auto_remove(state: Arc<AppState>, c: Container) {
+    crate::health::start(&state, &c);
     tokio::spawn(async move {
         let id = c.id.clone();
         let (st, wait_id) = (state.clone(), id.clone());
@@ -421,6 +431,7 @@ pub fn watch_auto_remove(state: Arc<AppState>, c: Container) {
             Ok(exit.or_else(|| containers::state(&st.layout, &wait_id).exit))
         })
         .await;
+        state.health.forget(&id);
         // As it is now (a rename while it ran).
         let c = state.metadata.find(&id).unwrap_or(c);
         if let Ok(Some(exit)) = &waited {
@@ -830,6 +841,7 @@ pub async fn remove(
             crate::volumes::destroyed(&state, &removed_volumes);
             crate::exec::forget_container(&state, &id);
             state.restarts.forget(&id);
+            state.health.forget(&id);
             if image_gone {
                 crate::images::collect_snapshots(&state).await;
             }
@@ -877,7 +889,9 @@ pub async fn inspect(State(state): State<Arc<AppState>>, Path(key): Path<String>
     };
     // Of the last run, once it ended (a start clears it, as Docker's).
     let oom_killed = !up && s.exit.as_ref().is_some_and(|e| e.oom_killed);
-    Json(json!({
+    let health = state.health.of(&c.id);
+    let healthcheck = c.spec.healthcheck.clone();
+    let mut body = json!({
         "Id": c.id,
         "Created": c.created,
         "Path": c.path,
@@ -917,8 +931,15 @@ pub async fn inspect(State(state): State<Arc<AppState>>, Path(key): Path<String>
         "HostConfig": c.spec.host,
         "Mounts": mounts::mount_points(&c.spec, &state.layout.root),
         "NetworkSettings": crate::networks::settings(&state, &c),
-    }))
-    .into_response()
+    });
+    // Both only when there are (Docker's omitempty).
+    if let Some(h) = health {
+        body["State"]["Health"] = h.json();
+    }
+    if let Some(h) = healthcheck {
+        body["Config"]["Healthcheck"] = json!(h);
+    }
+    Json(body).into_response()
 }
 
 /// `POST /containers/{id}/attach`: the connection becomes a raw byte stream joined to

@@ -93,19 +93,10 @@ pub async fn create(
         );
     }
     let bundle = state.layout.bundle(&c.id);
-    let spec: Spec = match std::fs::read(bundle.join("config.json"))
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-    {
-        Ok(s) => s,
-        Err(e) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("container {}: {e}", c.id),
-            )
-        }
+    let mut process = match container_process(&state, &c.id) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
-    let mut process = spec.process().clone().unwrap_or_default();
     process.set_args(Some(body.cmd));
     process.set_terminal(Some(body.tty));
     let console = body
@@ -158,6 +149,17 @@ pub async fn create(
         execs.insert(id.clone(), record);
     }
     (StatusCode::CREATED, Json(json!({ "Id": id }))).into_response()
+}
+
+/// The container's own process (its env, user, working directory) from its bundle:
+/// what an exec, or a health probe, starts from.
+pub(crate) fn container_process(state: &AppState, container_id: &str) -> Result<Process, String> {
+    let bundle = state.layout.bundle(container_id);
+    let spec: Spec = std::fs::read(bundle.join("config.json"))
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        .map_err(|e| format!("container {container_id}: {e}"))?;
+    Ok(spec.process().clone().unwrap_or_default())
 }
 
 fn record(state: &AppState, id: &str) -> Option<ExecRecord> {

@@ -15,6 +15,7 @@ mod df;
 mod events;
 mod exec;
 mod filters;
+mod health;
 mod image_prune;
 mod images;
 mod logs;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub execs: exec::ExecTable,
     /// The restart supervisors, by container id.
     pub restarts: restart::Restarts,
+    /// The health monitors and what they found, by container id.
+    pub health: health::Monitors,
     /// What happened, for `GET /events`.
     pub events: events::Events,
 }

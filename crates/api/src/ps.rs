@@ -72,6 +72,8 @@ pub struct Row {
     pub exit_code: i32,
     pub finished_at: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// The health its monitor found, if it has a health check.
+    pub health: Option<crate::health::Health>,
 }
 
 impl Row {
@@ -83,7 +85,14 @@ impl Row {
     /// Docker's `State.String()`: `Up 3 seconds`, `Exited (0) 2 minutes ago`, `Created`.
     pub fn status(&self) -> String {
         match self.state {
-            "running" => format!("Up {}", human_duration(since(self.c.started_at.as_deref()))),
+            "running" => match &self.health {
+                Some(h) => format!(
+                    "Up {} ({})",
+                    human_duration(since(self.c.started_at.as_deref())),
+                    h.ps_text()
+                ),
+                None => format!("Up {}", human_duration(since(self.c.started_at.as_deref()))),
+            },
             "paused" => format!(
                 "Up {} (Paused)",
                 human_duration(since(self.c.started_at.as_deref()))
@@ -120,6 +129,7 @@ pub fn rows(state: &AppState) -> Result<Vec<Row>, EngineError> {
         // The image's labels are merged into the container's at create.
         let labels = c.spec.labels.clone();
         rows.push(Row {
+            health: state.health.of(&c.id),
             state: st,
             exit_code: code,
             finished_at,
@@ -300,7 +310,8 @@ pub async fn list(
             if !filters.matches("status", row.state) {
                 continue;
             }
-            if !filters.exact_match("health", "none") {
+            let health = row.health.as_ref().map_or("none", |h| h.status);
+            if !filters.exact_match("health", health) {
                 continue;
             }
             if filters.contains("volume") {

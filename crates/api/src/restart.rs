@@ -193,6 +193,7 @@ async fn run(state: &Arc<AppState>, id: &str, created: bool) -> polis_engine::Re
 
 /// Watch a running container for its exit (and its policy).
 pub fn arm(state: &Arc<AppState>, c: &Container) {
+    crate::health::start(state, c);
     let (generation, cancel) = state.restarts.begin(&c.id);
     let state = state.clone();
     let id = c.id.clone();
@@ -206,7 +207,9 @@ pub fn arm(state: &Arc<AppState>, c: &Container) {
 async fn supervise(state: &Arc<AppState>, id: &str, generation: u64, cancel: &CancellationToken) {
     let mut backoff = Backoff::default();
     loop {
-        let Some(exit) = wait_exit(state, id).await else {
+        let exit = wait_exit(state, id).await;
+        state.health.stop(id);
+        let Some(exit) = exit else {
             return;
         };
         if let Ok(c) = state.metadata.find(id) {
@@ -294,6 +297,7 @@ async fn supervise(state: &Arc<AppState>, id: &str, generation: u64, cancel: &Ca
         if let Ok(c) = &updated {
             crate::volumes::mounted(state, c);
             crate::events::started(state, c);
+            crate::health::start(state, c);
         }
         state.restarts.set_restarting(id, generation, None);
     }

@@ -113,6 +113,10 @@ pub fn container_config(images: &ImageStore, c: &Container) -> Result<ContainerC
         working_dir: spec.working_dir.clone(),
         labels: (!spec.labels.is_empty()).then(|| spec.labels.clone()),
         stop_signal: spec.stop_signal.clone(),
+        healthcheck: spec
+            .healthcheck
+            .as_ref()
+            .and_then(|h| serde_json::to_value(h).ok()),
         ..Default::default()
     };
     merge(&mut config, &image.config.unwrap_or_default());

@@ -46,6 +46,8 @@ pub struct ContainerSpec {
     pub volumes: BTreeMap<String, serde_json::Value>,
     /// The volumes the container mounts, found or made at create.
     pub volume_mounts: Vec<crate::volume_use::VolumeMount>,
+    /// `Config.Healthcheck`, the image's merged in at create.
+    pub healthcheck: Option<crate::health::HealthConfig>,
 }
 
 /// The engine's record of one container.
@@ -199,8 +201,18 @@ pub fn create(
 ) -> Result<Container> {
     crate::restart::validate(&spec.host.restart_policy, spec.host.auto_remove)?;
     crate::logconfig::validate(&spec.host.log_config)?;
+    if let Some(h) = &spec.healthcheck {
+        crate::health::validate(h)?;
+    }
     let image_err = |e: polis_image::Error| Error::Image(e);
     let (image_id, image_config) = images.config(&spec.image).map_err(image_err)?;
+    let image_health = crate::health::from_image(
+        image_config
+            .config
+            .as_ref()
+            .and_then(|c| c.healthcheck.as_ref()),
+    )?;
+    spec.healthcheck = crate::health::merge(spec.healthcheck.take(), image_health.as_ref());
     if spec.stop_signal.is_none() {
         spec.stop_signal = image_config
             .config

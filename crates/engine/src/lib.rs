@@ -8,6 +8,7 @@ pub mod config;
 pub mod containers;
 pub mod devices;
 pub mod error;
+pub mod health;
 pub mod hostconfig;
 pub mod hostspec;
 pub mod layers;

@@ -295,14 +295,99 @@ pub fn apply_changes(cfg: &mut ContainerConfig, changes: &[String]) -> Result<()
             "WORKDIR" => cfg.working_dir = Some(rest.to_string()),
             "STOPSIGNAL" => cfg.stop_signal = Some(rest.to_string()),
             "ONBUILD" => cfg.on_build.get_or_insert_with(Vec::new).push(rest.to_string()),
+            "HEALTHCHECK" => cfg.healthcheck = Some(healthcheck(rest).map_err(|e| bad(&e))?),
             _ => {
                 return Err(bad(
-                    "only CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, SHELL, STOPSIGNAL, USER, VOLUME and WORKDIR are allowed",
+                    "only CMD, ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK, LABEL, ONBUILD, SHELL, STOPSIGNAL, USER, VOLUME and WORKDIR are allowed",
                 ))
             }
         }
     }
     Ok(())
+}
+
+/// `HEALTHCHECK [--interval=D] [--timeout=D] [--start-period=D] [--start-interval=D]
+/// [--retries=N] CMD command` (exec or shell form) or `HEALTHCHECK NONE`, as the image
+/// config's `Healthcheck` (durations in nanoseconds).
+fn healthcheck(rest: &str) -> std::result::Result<serde_json::Value, String> {
+    let mut h = serde_json::Map::new();
+    let mut rest = rest.trim_start();
+    while let Some(flag) = rest.strip_prefix("--") {
+        let (word, after) = flag.split_once(char::is_whitespace).unwrap_or((flag, ""));
+        let (name, value) = word
+            .split_once('=')
+            .ok_or_else(|| format!("HEALTHCHECK flag --{word} needs a value"))?;
+        let field = match name {
+            "interval" => "Interval",
+            "timeout" => "Timeout",
+            "start-period" => "StartPeriod",
+            "start-interval" => "StartInterval",
+            "retries" => {
+                let n: i64 = value
+                    .parse()
+                    .map_err(|_| format!("HEALTHCHECK --retries: invalid number {value:?}"))?;
+                if n < 0 {
+                    return Err("--retries cannot be negative".into());
+                }
+                h.insert("Retries".into(), serde_json::json!(n));
+                rest = after.trim_start();
+                continue;
+            }
+            _ => return Err(format!("Unknown flag: {name}")),
+        };
+        let ns = duration_ns(value)
+            .ok_or_else(|| format!("HEALTHCHECK --{name}: time: invalid duration {value:?}"))?;
+        if ns != 0 && ns < 1_000_000 {
+            return Err(format!("Interval \"{name}\" cannot be less than 1ms"));
+        }
+        h.insert(field.into(), serde_json::json!(ns));
+        rest = after.trim_start();
+    }
+    let (kind, command) = rest
+        .split_once(char::is_whitespace)
+        .map(|(k, c)| (k, c.trim()))
+        .unwrap_or((rest, ""));
+    let test = match kind.to_ascii_uppercase().as_str() {
+        "NONE" if command.is_empty() && h.is_empty() => vec!["NONE".to_string()],
+        "NONE" => return Err("HEALTHCHECK NONE takes no arguments".into()),
+        "CMD" if !command.is_empty() => match json_array(command) {
+            Some(args) => std::iter::once("CMD".to_string()).chain(args).collect(),
+            None => vec!["CMD-SHELL".to_string(), command.to_string()],
+        },
+        "CMD" => return Err("Missing command after HEALTHCHECK CMD".into()),
+        other => return Err(format!("Unknown type {other:?} in HEALTHCHECK (try CMD)")),
+    };
+    h.insert("Test".into(), serde_json::json!(test));
+    Ok(serde_json::Value::Object(h))
+}
+
+/// A Go duration (`1m30s`, `200ms`) in nanoseconds.
+fn duration_ns(s: &str) -> Option<i64> {
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let n_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let number: f64 = rest[..n_end].parse().ok()?;
+        rest = &rest[n_end..];
+        let u_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = match &rest[..u_end] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        total += number * unit;
+        rest = &rest[u_end..];
+    }
+    Some(total.round() as i64)
 }
 
 fn json_array(s: &str) -> Option<Vec<String>> {
@@ -368,6 +453,37 @@ fn key_values(s: &str) -> Option<Vec<(String, String)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn healthcheck_changes_apply() {
+        let mut c = ContainerConfig::default();
+        apply_changes(
+            &mut c,
+            &[r#"HEALTHCHECK --interval=1s --retries=2 CMD ["cat", "/x"]"#.to_string()],
+        )
+        .unwrap();
+        assert_eq!(
+            c.healthcheck.clone().unwrap(),
+            serde_json::json!({"Test": ["CMD", "cat", "/x"], "Interval": 1_000_000_000i64, "Retries": 2})
+        );
+        apply_changes(&mut c, &["HEALTHCHECK CMD exit 1".to_string()]).unwrap();
+        assert_eq!(
+            c.healthcheck.clone().unwrap()["Test"],
+            serde_json::json!(["CMD-SHELL", "exit 1"])
+        );
+        apply_changes(&mut c, &["HEALTHCHECK NONE".to_string()]).unwrap();
+        assert_eq!(
+            c.healthcheck.clone().unwrap()["Test"],
+            serde_json::json!(["NONE"])
+        );
+        for bad in [
+            "HEALTHCHECK --interval=1us CMD true",
+            "HEALTHCHECK --bogus=1 CMD true",
+            "HEALTHCHECK RUN x",
+        ] {
+            assert!(apply_changes(&mut c, &[bad.to_string()]).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn changes_apply() {

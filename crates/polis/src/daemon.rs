@@ -143,6 +143,7 @@ pub fn main(args: DaemonArgs) -> Result<i32> {
         layout,
         execs: Default::default(),
         restarts: Default::default(),
+        health: Default::default(),
         events: Default::default(),
     });
     let socket = config.socket_path()?;

@@ -407,7 +407,7 @@ pub fn timestamp(value: &str, now: std::time::SystemTime) -> Result<String> {
 }
 
 /// Go's `time.ParseDuration`, in seconds.
-fn go_duration(s: &str) -> Option<f64> {
+pub(crate) fn go_duration(s: &str) -> Option<f64> {
     let (negative, mut rest) = match s.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, s.strip_prefix('+').unwrap_or(s)),

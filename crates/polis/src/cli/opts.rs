@@ -66,6 +66,32 @@ pub struct ContainerFlags {
         allow_negative_numbers = true
     )]
     stop_timeout: Option<i64>,
+    /// Command to run to check health.
+    #[arg(long = "health-cmd", value_name = "string")]
+    health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h) (default 0s).
+    #[arg(long = "health-interval", value_name = "duration", allow_hyphen_values = true, value_parser = parse_duration_ns)]
+    health_interval: Option<i64>,
+    /// Maximum time to allow one check to run (ms|s|m|h) (default 0s).
+    #[arg(long = "health-timeout", value_name = "duration", allow_hyphen_values = true, value_parser = parse_duration_ns)]
+    health_timeout: Option<i64>,
+    /// Start period for the container to initialize before starting health-retries
+    /// countdown (ms|s|m|h) (default 0s).
+    #[arg(long = "health-start-period", value_name = "duration", allow_hyphen_values = true, value_parser = parse_duration_ns)]
+    health_start_period: Option<i64>,
+    /// Time between running the check during the start period (ms|s|m|h) (default 0s).
+    #[arg(long = "health-start-interval", value_name = "duration", allow_hyphen_values = true, value_parser = parse_duration_ns)]
+    health_start_interval: Option<i64>,
+    /// Consecutive failures needed to report unhealthy.
+    #[arg(
+        long = "health-retries",
+        value_name = "int",
+        allow_negative_numbers = true
+    )]
+    health_retries: Option<i64>,
+    /// Disable any container-specified HEALTHCHECK.
+    #[arg(long = "no-healthcheck")]
+    no_healthcheck: bool,
     /// Run an init inside the container that forwards signals and reaps processes.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     init: Option<bool>,
@@ -422,8 +448,84 @@ impl ContainerFlags {
         if let Some(t) = self.stop_timeout {
             top.insert("StopTimeout".into(), json!(t));
         }
+        if let Some(h) = self.healthcheck()? {
+            top.insert("Healthcheck".into(), h);
+        }
         Ok(body)
     }
+
+    /// `Config.Healthcheck` as the docker CLI makes it from the `--health-*` flags and
+    /// `--no-healthcheck`, with its checks and messages; zero fields are left out.
+    fn healthcheck(&self) -> Result<Option<Value>> {
+        let cmd = self.health_cmd.clone().unwrap_or_default();
+        let durations = [
+            (
+                "Interval",
+                "--health-interval",
+                self.health_interval.unwrap_or(0),
+            ),
+            (
+                "Timeout",
+                "--health-timeout",
+                self.health_timeout.unwrap_or(0),
+            ),
+            (
+                "StartPeriod",
+                "--health-start-period",
+                self.health_start_period.unwrap_or(0),
+            ),
+            (
+                "StartInterval",
+                "--health-start-interval",
+                self.health_start_interval.unwrap_or(0),
+            ),
+        ];
+        let retries = self.health_retries.unwrap_or(0);
+        let any = !cmd.is_empty() || retries != 0 || durations.iter().any(|d| d.2 != 0);
+        if self.no_healthcheck {
+            if any {
+                bail!("--no-healthcheck conflicts with --health-* options");
+            }
+            return Ok(Some(json!({ "Test": ["NONE"] })));
+        }
+        if !any {
+            return Ok(None);
+        }
+        let mut h = Map::new();
+        if !cmd.is_empty() {
+            h.insert("Test".into(), json!(["CMD-SHELL", cmd]));
+        }
+        for (field, flag, ns) in durations.iter().take(2) {
+            if *ns < 0 {
+                bail!("{flag} cannot be negative");
+            }
+            if *ns != 0 {
+                h.insert(field.to_string(), json!(ns));
+            }
+        }
+        if retries < 0 {
+            bail!("--health-retries cannot be negative");
+        }
+        for (field, flag, ns) in durations.iter().skip(2) {
+            if *ns < 0 {
+                bail!("{flag} cannot be negative");
+            }
+            if *ns != 0 {
+                h.insert(field.to_string(), json!(ns));
+            }
+        }
+        if retries != 0 {
+            h.insert("Retries".into(), json!(retries));
+        }
+        Ok(Some(Value::Object(h)))
+    }
+}
+
+/// A Go duration flag (`200ms`, `1m30s`), in nanoseconds.
+fn parse_duration_ns(s: &str) -> Result<i64, String> {
+    super::format::go_duration(s)
+        .map(|secs| (secs * 1e9).round() as i64)
+        .ok_or_else(|| format!("time: invalid duration \"{s}\""))
 }
 
 /// Whether docker counts `mode` as a network of the user's (not default, bridge, host,

@@ -75,7 +75,11 @@ impl Failure {
         retry_connect: bool,
         permanent: impl FnOnce(OciDistributionError) -> Error,
     ) -> Failure {
+        // A certificate refused (either side) does not mend by trying again, and its
+        // message is the one worth showing.
+        let refused = registry::tls_refusal(&registry::with_causes(&e));
         let transient = match &e {
+            _ if refused => false,
             OciDistributionError::RequestError(r) if r.is_connect() && !retry_connect => false,
             OciDistributionError::RequestError(r) => {
                 !r.is_builder() && status_transient(r.status())

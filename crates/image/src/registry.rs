@@ -574,6 +574,11 @@ pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// Whether `text` (an error with its causes) is a TLS certificate failure.
+pub(crate) fn tls_refusal(text: &str) -> bool {
+    tls_words(text).is_some()
+}
+
 /// Docker's words (Go's) for the TLS failures rustls names by its own identifiers, so
 /// the usual advice about them applies.
 fn tls_words(text: &str) -> Option<&'static str> {

@@ -255,15 +255,20 @@ fn measure(snapshots: &Snapshotter, chain: &str, blob: &std::path::Path) -> Opti
 /// Image `id`'s size as `docker images` and df show it: its layers' unpacked sizes; None
 /// when a layer cannot be measured.
 pub(crate) fn image_size(state: &AppState, snapshots: &Snapshotter, id: &str) -> Option<i64> {
+    Some(layer_sizes(state, snapshots, id)?.iter().sum::<u64>() as i64)
+}
+
+/// The unpacked size of each of image `id`'s layers, bottom first (`docker history`).
+pub(crate) fn layer_sizes(state: &AppState, snapshots: &Snapshotter, id: &str) -> Option<Vec<u64>> {
     let layers = state.images.layers(id).ok()?;
     let mut parent: Option<String> = None;
-    let mut total = 0;
+    let mut sizes = Vec::new();
     for l in &layers {
         let chain = polis_storage::chain_id(parent.as_deref(), l.diff_id.as_str());
-        total += measure(snapshots, &chain, &l.path)?;
+        sizes.push(u64::try_from(measure(snapshots, &chain, &l.path)?).ok()?);
         parent = Some(chain);
     }
-    Some(total)
+    Some(sizes)
 }
 
 #[cfg(test)]

@@ -384,7 +384,16 @@ pub async fn by_name_get(State(state): State<Arc<AppState>>, Path(rest): Path<St
     }
     if let Some(name) = rest.strip_suffix("/history") {
         let name = name.to_string();
-        return match blocking(move || store.history(&name)).await {
+        let st = state.clone();
+        let history = move || {
+            // Docker's sizes: each layer unpacked.
+            let sizes = st.layout.snapshotter().ok().and_then(|s| {
+                let id = st.images.resolve(&name).ok()?;
+                crate::df::layer_sizes(&st, &s, id.as_str())
+            });
+            store.history_sized(&name, sizes.as_deref())
+        };
+        return match blocking(history).await {
             Ok(items) => {
                 let out: Vec<_> = items
                     .into_iter()

@@ -713,11 +713,22 @@ impl ImageStore {
 
     /// `docker history`, newest first.
     pub fn history(&self, name: &str) -> Result<Vec<HistoryItem>> {
+        self.history_sized(name, None)
+    }
+
+    /// As [`ImageStore::history`], with each layer's size (bottom first) as the caller
+    /// measured it (the unpacked size Docker shows) in place of its tar's.
+    pub fn history_sized(&self, name: &str, sizes: Option<&[u64]>) -> Result<Vec<HistoryItem>> {
         let id = self.resolve(name)?;
         let rec = self.record(&id)?;
         let cfg = self.read_config(&id)?;
         let (tags, _) = split_refs(self.references(&id)?);
-        let mut layer_sizes = rec.layers.iter().map(|l| l.uncompressed_size);
+        let size_of = |i: usize, l: &LayerRecord| {
+            sizes
+                .and_then(|s| s.get(i).copied())
+                .unwrap_or(l.uncompressed_size)
+        };
+        let mut layer_sizes = rec.layers.iter().enumerate().map(|(i, l)| size_of(i, l));
         let mut items: Vec<HistoryItem> = cfg
             .history
             .iter()
@@ -739,12 +750,13 @@ impl ImageStore {
             items = rec
                 .layers
                 .iter()
-                .map(|l| HistoryItem {
+                .enumerate()
+                .map(|(i, l)| HistoryItem {
                     id: "<missing>".to_string(),
                     created: rec.created.as_deref().and_then(parse_rfc3339).unwrap_or(0),
                     created_by: String::new(),
                     tags: Vec::new(),
-                    size: l.uncompressed_size,
+                    size: size_of(i, l),
                     comment: String::new(),
                 })
                 .collect();

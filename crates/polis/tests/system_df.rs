@@ -154,6 +154,19 @@ fn disk_usage_of_images_containers_and_volumes() {
     assert_eq!(by(&list, "RepoTags", "busybox:local")["Size"], busybox);
     let (_, one) = get(&d, "/v1.47/images/built:local/json");
     assert_eq!(one["Size"], busybox + 12345, "{one}");
+    // And `docker history` each layer's, newest first.
+    let (_, history) = get(&d, "/v1.47/images/built:local/history");
+    let sizes: Vec<&Value> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| &h["Size"])
+        .collect();
+    assert_eq!(
+        sizes,
+        [&Value::from(12345), &Value::from(busybox)],
+        "{history}"
+    );
     assert_eq!(built["VirtualSize"], busybox + 12345, "{built}");
     assert_eq!(built["SharedSize"], busybox, "{built}");
     assert_eq!(built["Containers"], 1, "{built}");

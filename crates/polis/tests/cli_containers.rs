@@ -6,12 +6,11 @@
 mod common;
 
 use common::daemon::{import_busybox, leftovers, output, Daemon, Output, DOCKER};
+use common::recorder::{self, reply, unexpected, Request, NO_CONTENT};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const POLIS: &str = env!("CARGO_BIN_EXE_polis");
@@ -25,37 +24,25 @@ struct Recorded {
 
 /// An Engine API that answers what the CLIs need to get on with a command, and
 /// records what they asked.
-struct Recorder {
-    socket: PathBuf,
-    log: Arc<Mutex<Vec<Recorded>>>,
-}
+struct Recorder(recorder::Recorder);
 
 const CONTAINER_JSON: &str = r#"{"Id":"0123456789ab0123456789abcdef0123456789abcdef0123456789abcdef","Name":"/x","Config":{"Tty":false,"OpenStdin":false},"State":{"Running":true,"Status":"running"},"HostConfig":{"AutoRemove":false}}"#;
 
 impl Recorder {
     fn start(dir: &Path) -> Recorder {
-        let socket = dir.join("recorder.sock");
-        let _ = std::fs::remove_file(&socket);
-        let listener = UnixListener::bind(&socket).unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let shared = log.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { return };
-                let log = shared.clone();
-                std::thread::spawn(move || serve(conn, log));
-            }
-        });
-        Recorder { socket, log }
+        Recorder(recorder::Recorder::start(
+            &dir.join("recorder.sock"),
+            answer,
+        ))
     }
 
     fn host(&self) -> String {
-        format!("unix://{}", self.socket.display())
+        self.0.host()
     }
 
     /// Runs a CLI with `args` and returns what it sent (pings left out).
     fn record(&self, program: &str, args: &[&str], cwd: &Path) -> (Output, Vec<Recorded>) {
-        self.log.lock().unwrap().clear();
+        self.0.clear();
         let mut cmd = Command::new(program);
         cmd.env("DOCKER_HOST", self.host())
             .env_remove("POLIS_HOST")
@@ -63,7 +50,15 @@ impl Recorder {
             .current_dir(cwd)
             .args(args);
         let out = output(&mut cmd, None);
-        let log = self.log.lock().unwrap().clone();
+        let log = self
+            .0
+            .requests()
+            .into_iter()
+            .map(|r| Recorded {
+                line: format!("{} {}", r.method, r.path),
+                body: String::from_utf8_lossy(&r.body).into_owned(),
+            })
+            .collect();
         (out, log)
     }
 
@@ -79,104 +74,52 @@ impl Recorder {
     }
 }
 
-fn serve(conn: UnixStream, log: Arc<Mutex<Vec<Recorded>>>) {
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let mut conn = conn;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut length = 0;
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            if h == "\r\n" {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut body = vec![0; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let mut words = line.split_whitespace();
-        let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-        // The version prefix differs by design (each CLI's newest): compare the rest.
-        let path = match target.strip_prefix("/v") {
-            Some(rest) => rest.find('/').map(|i| &rest[i..]).unwrap_or(rest),
-            None => target,
-        };
-        let reply = |status: &str, body: &str| {
-            format!(
-                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
-        };
-        let response = if path == "/_ping" {
-            let body = if method == "HEAD" { "" } else { "OK" };
-            format!("HTTP/1.1 200 OK\r\nApi-Version: 1.47\r\nOstype: linux\r\nContent-Length: {}\r\n\r\n{body}", body.len())
-        } else {
-            log.lock().unwrap().push(Recorded {
-                line: format!("{method} {path}"),
-                body: String::from_utf8_lossy(&body).into_owned(),
-            });
-            let p = path.split('?').next().unwrap_or_default();
-            if p == "/containers/create" {
-                reply(
-                    "201 Created",
-                    r#"{"Id":"0123456789ab0123456789abcdef0123456789abcdef0123456789abcdef","Warnings":[]}"#,
-                )
-            } else if p.ends_with("/update") {
-                reply("200 OK", r#"{"Warnings":[]}"#)
-            } else if p == "/containers/json" {
-                reply("200 OK", "[]")
-            } else if p.starts_with("/containers/") && p.ends_with("/json") {
-                reply("200 OK", CONTAINER_JSON)
-            } else if p.ends_with("/exec") {
-                reply(
-                    "201 Created",
-                    r#"{"Id":"e0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd"}"#,
-                )
-            } else if method == "DELETE"
-                || p.ends_with("/stop")
-                || p.ends_with("/kill")
-                || p.ends_with("/restart")
-                || p.ends_with("/pause")
-                || p.ends_with("/unpause")
-                || p.ends_with("/rename")
-                || p.ends_with("/start")
-            {
-                "HTTP/1.1 204 No Content\r\n\r\n".to_string()
-            } else if p.ends_with("/wait") {
-                reply("200 OK", r#"{"Error":null,"StatusCode":3}"#)
-            } else if p.ends_with("/top") {
-                reply(
-                    "200 OK",
-                    r#"{"Titles":["UID","PID","CMD"],"Processes":[["root","1","sleep 1000"]]}"#,
-                )
-            } else if p == "/containers/prune" {
-                reply("200 OK", r#"{"ContainersDeleted":null,"SpaceReclaimed":0}"#)
-            } else if p == "/commit" {
-                reply("201 Created", r#"{"Id":"sha256:0123"}"#)
-            } else if p.ends_with("/changes") {
-                reply(
-                    "200 OK",
-                    r#"[{"Path":"/tmp","Kind":0},{"Path":"/tmp/x","Kind":1}]"#,
-                )
-            } else {
-                reply("500 Internal Server Error", r#"{"message":"recorder"}"#)
-            }
-        };
-        if conn.write_all(response.as_bytes()).is_err() {
-            return;
-        }
+fn answer(r: &Request) -> String {
+    let (method, p) = (r.method.as_str(), r.route());
+    if p == "/containers/create" {
+        reply(
+            "201 Created",
+            r#"{"Id":"0123456789ab0123456789abcdef0123456789abcdef0123456789abcdef","Warnings":[]}"#,
+        )
+    } else if p.ends_with("/update") {
+        reply("200 OK", r#"{"Warnings":[]}"#)
+    } else if p == "/containers/json" {
+        reply("200 OK", "[]")
+    } else if p.starts_with("/containers/") && p.ends_with("/json") {
+        reply("200 OK", CONTAINER_JSON)
+    } else if p.ends_with("/exec") {
+        reply(
+            "201 Created",
+            r#"{"Id":"e0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd"}"#,
+        )
+    } else if method == "DELETE"
+        || p.ends_with("/stop")
+        || p.ends_with("/kill")
+        || p.ends_with("/restart")
+        || p.ends_with("/pause")
+        || p.ends_with("/unpause")
+        || p.ends_with("/rename")
+        || p.ends_with("/start")
+    {
+        NO_CONTENT.to_string()
+    } else if p.ends_with("/wait") {
+        reply("200 OK", r#"{"Error":null,"StatusCode":3}"#)
+    } else if p.ends_with("/top") {
+        reply(
+            "200 OK",
+            r#"{"Titles":["UID","PID","CMD"],"Processes":[["root","1","sleep 1000"]]}"#,
+        )
+    } else if p == "/containers/prune" {
+        reply("200 OK", r#"{"ContainersDeleted":null,"SpaceReclaimed":0}"#)
+    } else if p == "/commit" {
+        reply("201 Created", r#"{"Id":"sha256:0123"}"#)
+    } else if p.ends_with("/changes") {
+        reply(
+            "200 OK",
+            r#"[{"Path":"/tmp","Kind":0},{"Path":"/tmp/x","Kind":1}]"#,
+        )
+    } else {
+        unexpected()
     }
 }
 

@@ -6,12 +6,10 @@
 mod common;
 
 use common::daemon::{output, Daemon, Output, DOCKER};
+use common::recorder::{self, reply, unexpected, Request, NO_CONTENT};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 
 const POLIS: &str = env!("CARGO_BIN_EXE_polis");
 
@@ -20,111 +18,56 @@ const VOLUME_JSON: &str = r#"{"CreatedAt":"2024-01-01T00:00:00Z","Driver":"local
 /// One request as the recorder saw it: "METHOD /path?query" and its body.
 type Recorded = (String, Value);
 
-struct Recorder {
-    socket: PathBuf,
-    log: Arc<Mutex<Vec<Recorded>>>,
-}
+struct Recorder(recorder::Recorder);
 
 impl Recorder {
     fn start(dir: &Path) -> Recorder {
-        let socket = dir.join("recorder.sock");
-        let _ = std::fs::remove_file(&socket);
-        let listener = UnixListener::bind(&socket).unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let shared = log.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { return };
-                let log = shared.clone();
-                std::thread::spawn(move || serve(conn, log));
-            }
-        });
-        Recorder { socket, log }
+        Recorder(recorder::Recorder::start(
+            &dir.join("recorder.sock"),
+            answer,
+        ))
     }
 
     /// Runs a CLI with `args`: its output and what it sent (pings left out).
     fn record(&self, program: &str, args: &[&str]) -> (Output, Vec<Recorded>) {
-        self.log.lock().unwrap().clear();
+        self.0.clear();
         let mut cmd = Command::new(program);
-        cmd.env("DOCKER_HOST", format!("unix://{}", self.socket.display()))
+        cmd.env("DOCKER_HOST", self.0.host())
             .env_remove("POLIS_HOST")
             .args(args);
         let out = output(&mut cmd, None);
-        let log = self.log.lock().unwrap().clone();
+        let log = self
+            .0
+            .requests()
+            .into_iter()
+            .map(|r| {
+                let body = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+                (format!("{} {}", r.method, r.path), body)
+            })
+            .collect();
         (out, log)
     }
 }
 
-fn serve(conn: UnixStream, log: Arc<Mutex<Vec<Recorded>>>) {
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let mut conn = conn;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut length = 0;
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            if h == "\r\n" {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut body = vec![0; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let mut words = line.split_whitespace();
-        let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-        let path = match target.strip_prefix("/v") {
-            Some(rest) => rest.find('/').map(|i| &rest[i..]).unwrap_or(rest),
-            None => target,
-        };
-        let reply = |status: &str, body: &str| {
-            format!(
-                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
-        };
-        let response = if path == "/_ping" {
-            let body = if method == "HEAD" { "" } else { "OK" };
-            format!("HTTP/1.1 200 OK\r\nApi-Version: 1.47\r\nOstype: linux\r\nContent-Length: {}\r\n\r\n{body}", body.len())
-        } else {
-            log.lock().unwrap().push((
-                format!("{method} {path}"),
-                serde_json::from_slice(&body).unwrap_or(Value::Null),
-            ));
-            let p = path.split('?').next().unwrap_or_default();
-            match (method, p) {
-                ("POST", "/volumes/create") => reply("201 Created", VOLUME_JSON),
-                ("POST", "/containers/create") => reply(
-                    "201 Created",
-                    r#"{"Id":"0123456789ab0123456789abcdef0123456789abcdef0123456789abcdef","Warnings":[]}"#,
-                ),
-                ("POST", "/volumes/prune") => reply(
-                    "200 OK",
-                    r#"{"VolumesDeleted":["a","b"],"SpaceReclaimed":1234567}"#,
-                ),
-                ("GET", "/volumes") => reply(
-                    "200 OK",
-                    &format!(r#"{{"Volumes":[{VOLUME_JSON}],"Warnings":null}}"#),
-                ),
-                ("GET", _) => reply("200 OK", VOLUME_JSON),
-                ("DELETE", _) => "HTTP/1.1 204 No Content\r\n\r\n".to_string(),
-                _ => reply("500 Internal Server Error", r#"{"message":"recorder"}"#),
-            }
-        };
-        if conn.write_all(response.as_bytes()).is_err() {
-            return;
-        }
+/// What the CLIs need to get on with a volume command.
+fn answer(r: &Request) -> String {
+    match (r.method.as_str(), r.route()) {
+        ("POST", "/volumes/create") => reply("201 Created", VOLUME_JSON),
+        ("POST", "/containers/create") => reply(
+            "201 Created",
+            r#"{"Id":"0123456789ab0123456789abcdef0123456789abcdef0123456789abcdef","Warnings":[]}"#,
+        ),
+        ("POST", "/volumes/prune") => reply(
+            "200 OK",
+            r#"{"VolumesDeleted":["a","b"],"SpaceReclaimed":1234567}"#,
+        ),
+        ("GET", "/volumes") => reply(
+            "200 OK",
+            &format!(r#"{{"Volumes":[{VOLUME_JSON}],"Warnings":null}}"#),
+        ),
+        ("GET", _) => reply("200 OK", VOLUME_JSON),
+        ("DELETE", _) => NO_CONTENT.to_string(),
+        _ => unexpected(),
     }
 }
 

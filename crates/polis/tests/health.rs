@@ -8,11 +8,9 @@
 mod common;
 
 use common::daemon::{import_busybox, Daemon, DOCKER};
+use common::recorder::{reply, unexpected, Recorder};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const POLIS: &str = env!("CARGO_BIN_EXE_polis");
@@ -471,7 +469,7 @@ fn monitor_resumes_after_a_daemon_restart() {
     );
 }
 
-/// A tiny Engine API that answers create and records its body.
+/// A CLI run against a recorder: its exit code, stderr and the create body it sent.
 fn record_create(program: &str, args: &[&str]) -> (i32, String, Option<Value>) {
     let dir = std::env::temp_dir().join(format!(
         "polis-health-rec-{}-{}",
@@ -480,83 +478,31 @@ fn record_create(program: &str, args: &[&str]) -> (i32, String, Option<Value>) {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let socket = dir.join("rec.sock");
-    let listener = UnixListener::bind(&socket).unwrap();
-    let body = Arc::new(Mutex::new(None));
-    let seen = body.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(conn) = conn else { return };
-            let seen = seen.clone();
-            std::thread::spawn(move || serve(conn, &seen));
+    let rec = Recorder::start(&dir.join("rec.sock"), |r| {
+        if r.route() == "/containers/create" {
+            let b = format!(r#"{{"Id":"{}","Warnings":[]}}"#, "ab".repeat(32));
+            reply("201 Created", &b)
+        } else {
+            unexpected()
         }
     });
     let out = Command::new(program)
-        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+        .env("DOCKER_HOST", rec.host())
         .env_remove("POLIS_HOST")
         .args(args)
         .output()
         .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
-    let recorded = body.lock().unwrap().take();
+    let recorded = rec
+        .requests()
+        .into_iter()
+        .find(|r| r.route() == "/containers/create")
+        .and_then(|r| serde_json::from_slice(&r.body).ok());
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),
         recorded,
     )
-}
-
-fn serve(conn: UnixStream, seen: &Mutex<Option<Value>>) {
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let mut conn = conn;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut length = 0;
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            if h == "\r\n" {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut body = vec![0; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let response = if line.contains("/_ping") {
-            let b = if line.starts_with("HEAD") { "" } else { "OK" };
-            format!(
-                "HTTP/1.1 200 OK\r\nApi-Version: 1.47\r\nOstype: linux\r\nContent-Length: {}\r\n\r\n{b}",
-                b.len()
-            )
-        } else if line.contains("/containers/create") {
-            *seen.lock().unwrap() = serde_json::from_slice(&body).ok();
-            let b = format!(r#"{{"Id":"{}","Warnings":[]}}"#, "ab".repeat(32));
-            format!(
-                "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
-                b.len()
-            )
-        } else {
-            let b = r#"{"message":"recorder"}"#;
-            format!(
-                "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
-                b.len()
-            )
-        };
-        if conn.write_all(response.as_bytes()).is_err() {
-            return;
-        }
-    }
 }
 
 #[test]

@@ -6,6 +6,7 @@
 pub mod daemon;
 pub mod faultproxy;
 pub mod netns;
+pub mod recorder;
 pub mod registry;
 
 use serde_json::{json, Value};
